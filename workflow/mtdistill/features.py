@@ -1,0 +1,64 @@
+"""Joining n-best lists with feature tables, sentence-level gains, and applying reranker weights."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sacrebleu.metrics import BLEU, CHRF
+
+from .files import InputError, read_tables
+
+KEYS = ["sent_id", "hyp_id"]
+
+
+def load_scored_nbest(nbest_paths, feature_paths) -> pd.DataFrame:
+    """n-best rows with every feature column joined on (sent_id, hyp_id)."""
+    table = read_tables(nbest_paths).rename(columns={"score": "nbest_score"})
+    features: dict[str, list] = {}
+    for path in feature_paths:
+        features.setdefault(tuple(pd.read_parquet(path).columns), []).append(path)
+    for paths in features.values():
+        part = read_tables(paths)
+        table = table.merge(part, on=KEYS, how="left", validate="one_to_one")
+    missing = table.columns[table.isna().any()].tolist()
+    if missing:
+        raise InputError(f"feature column(s) {', '.join(missing)} missing for some hypotheses of {nbest_paths[0]}")
+    return table
+
+
+def feature_columns(table: pd.DataFrame) -> list[str]:
+    return [c for c in table.columns if c not in KEYS and c != "hypothesis" and pd.api.types.is_numeric_dtype(table[c])]
+
+
+def reference_streams(table: pd.DataFrame) -> list[list[str]]:
+    """sacreBLEU reference streams: the target, then each extra reference."""
+    extra = [list(r) if r is not None else [] for r in table.references]
+    count = min(len(r) for r in extra) if extra else 0
+    return [list(table.target)] + [[r[k] for r in extra] for k in range(count)]
+
+
+def sentence_gains(hypotheses: pd.Series, refs: list[list[str]], metric: str = "bleu") -> np.ndarray:
+    """Smoothed sentence-level BLEU (exp smoothing, as Kim & Rush's toolkit) or chrF per hypothesis."""
+    scorer = BLEU(effective_order=True) if metric == "bleu" else CHRF()
+    return np.array([scorer.sentence_score(h, r).score for h, r in zip(hypotheses, refs)])
+
+
+def per_hypothesis_refs(nbest: pd.DataFrame, sentences: pd.DataFrame) -> list[list[str]]:
+    refs = dict(zip(sentences.sent_id, zip(*reference_streams(sentences))))
+    return [list(refs[s]) for s in nbest.sent_id]
+
+
+def rerank_scores(table: pd.DataFrame, weights: dict) -> np.ndarray:
+    """The tuned log-linear score: standardised features (tune-set statistics) dot weights."""
+    missing = set(weights["features"]) - set(table.columns)
+    if missing:
+        raise InputError(f"reranker weights need feature(s) {', '.join(sorted(missing))}, not in the scored n-best list")
+    x = (table[weights["features"]].to_numpy(float) - weights["mean"]) / weights["std"]
+    return x @ np.asarray(weights["weights"])
+
+
+def pick(table: pd.DataFrame, values: np.ndarray) -> pd.DataFrame:
+    """Per sentence, the row with the largest value (ties: the lowest hyp_id)."""
+    table = table.assign(_value=values)
+    best = table.sort_values(["sent_id", "_value", "hyp_id"], ascending=[True, False, True]).drop_duplicates("sent_id")
+    return best.drop(columns="_value")

@@ -1,0 +1,126 @@
+"""Vocabulary, model construction and loading, laid out so CTranslate2 converts models unchanged.
+
+Recipe (shared/research/comet-ctranslate2-recipes.md): Marian vocabulary with `</s>`=0, `<unk>`=1
+and `<pad>` as the last id; `<pad>` is also the decoder start token, so its embedding row is kept
+at zero during training; no forced EOS; `<pad>` can never be generated.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+import sentencepiece as spm
+import torch
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianConfig, MarianMTModel, MarianTokenizer
+
+from .files import InputError
+
+log = logging.getLogger("mtdistill")
+
+
+def device() -> torch.device:
+    """The GPU the job was given (CUDA_VISIBLE_DEVICES), else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def set_threads(threads: int) -> None:
+    torch.set_num_threads(max(1, threads))
+
+
+def train_tokenizer(texts: list[str], vocab_size: int, outdir: Path, seed: int = 1, threads: int = 1) -> MarianTokenizer:
+    """One shared SentencePiece unigram model, saved as a MarianTokenizer directory."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(outdir / "spm"), vocab_size=vocab_size,
+        model_type="unigram", character_coverage=1.0, hard_vocab_limit=False, num_threads=threads,
+        normalization_rule_name="identity", minloglevel=2,
+        input_sentence_size=2_000_000, shuffle_input_sentence=False,
+    )
+    sp = spm.SentencePieceProcessor(model_file=str(outdir / "spm.model"))
+    vocab = {"</s>": 0, "<unk>": 1}
+    for i in range(sp.get_piece_size()):
+        if not (sp.is_control(i) or sp.is_unknown(i)):
+            vocab.setdefault(sp.id_to_piece(i), len(vocab))
+    vocab["<pad>"] = len(vocab)  # CTranslate2's Marian loader drops the last id, which must be <pad>
+    (outdir / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False), encoding="utf-8")
+    tokenizer = MarianTokenizer(
+        source_spm=str(outdir / "spm.model"), target_spm=str(outdir / "spm.model"), vocab=str(outdir / "vocab.json")
+    )
+    for name in ("spm.model", "spm.vocab", "vocab.json"):
+        os.remove(outdir / name)
+    tokenizer.save_pretrained(outdir)
+    return tokenizer
+
+
+def build_model(arch: dict, tokenizer) -> MarianMTModel:
+    """A Marian-style transformer from an `arch` config block, tied embeddings, pad row at zero."""
+    pad, size = tokenizer.pad_token_id, len(tokenizer)
+    if pad != size - 1:
+        raise InputError(f"tokenizer: <pad> must be the last id ({size - 1}), found {pad}")
+    config = MarianConfig(
+        vocab_size=size, decoder_vocab_size=size, d_model=arch["d_model"],
+        encoder_layers=arch["encoder_layers"], decoder_layers=arch["decoder_layers"],
+        encoder_attention_heads=arch["heads"], decoder_attention_heads=arch["heads"],
+        encoder_ffn_dim=arch["ffn_dim"], decoder_ffn_dim=arch["ffn_dim"],
+        dropout=arch.get("dropout", 0.1), attention_dropout=0.0, activation_dropout=0.0,
+        activation_function="swish", max_position_embeddings=arch.get("max_positions", 256),
+        scale_embedding=True, pad_token_id=pad, eos_token_id=tokenizer.eos_token_id,
+        decoder_start_token_id=pad, forced_eos_token_id=None, share_encoder_decoder_embeddings=True,
+        tie_word_embeddings=True,
+    )
+    model = MarianMTModel(config)
+    with torch.no_grad():
+        model.get_input_embeddings().weight[pad].zero_()
+    configure_generation(model, tokenizer)
+    return model
+
+
+def configure_generation(model, tokenizer) -> None:
+    """Explicit generation settings: never emit <pad>, no forced EOS, lengths set per call."""
+    gen = model.generation_config
+    gen.bad_words_ids = [[tokenizer.pad_token_id]]
+    gen.forced_eos_token_id = None
+    gen.max_length = None
+
+
+def keep_pad_row_zero(model) -> None:
+    """CTranslate2 starts decoding from a zero vector; keep HF's <pad> start embedding equal to it."""
+    pad = model.config.pad_token_id
+    weight = model.get_input_embeddings().weight
+    if getattr(model.config, "decoder_start_token_id", None) == pad:
+        weight.register_hook(lambda grad: grad.index_fill(0, torch.tensor([pad], device=grad.device), 0.0))
+
+
+def load(path: str | Path, what: str = "model"):
+    """Model and tokenizer from a local directory or a Hugging Face id."""
+    if str(path).startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
+        raise InputError(f"{what}: {path}: directory not found")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(str(path))
+        model = AutoModelForSeq2SeqLM.from_pretrained(str(path))
+    except (OSError, ValueError) as err:
+        raise InputError(f"{what}: cannot load {path!r} as a Hugging Face seq2seq model ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+    if model.generation_config.forced_eos_token_id is not None or model.generation_config.bad_words_ids is None:
+        model.generation_config.forced_eos_token_id = None
+        model.generation_config.bad_words_ids = [[tokenizer.pad_token_id]]
+    return model.to(device()).eval(), tokenizer
+
+
+def save(model, tokenizer, outdir: Path) -> None:
+    model.save_pretrained(outdir)
+    tokenizer.save_pretrained(outdir)
+
+
+def count_parameters(model) -> int:
+    """Unique parameters (tied embeddings counted once)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_tokenizer(path: str | Path):
+    if not Path(path).is_dir():
+        raise InputError(f"tokenizer: {path}: directory not found")
+    return AutoTokenizer.from_pretrained(str(path))

@@ -1,0 +1,76 @@
+"""Collect every system's evaluation into `report.csv` and a Markdown `report.md`."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from .files import atomic_path, read_json, run_main
+
+
+def report_table(evaluations: list[dict], trainings: dict[str, dict]) -> pd.DataFrame:
+    rows = []
+    for ev in evaluations:
+        training = trainings.get(ev["system"], {})
+        rows.append({
+            "system": ev["system"], "strategy": ev["strategy"], "parameters": ev["parameters"],
+            "train_pairs": training.get("train_pairs"),
+            "bleu_greedy": ev["greedy"]["bleu"], "bleu_beam": ev["beam"]["bleu"],
+            "chrf_greedy": ev["greedy"]["chrf"], "chrf_beam": ev["beam"]["chrf"],
+            "sent_per_s_greedy": ev["greedy"]["sentences_per_s"], "sent_per_s_beam": ev["beam"]["sentences_per_s"],
+            "size_mb": ev["size_mb"],
+        })
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None) -> str:
+    ev = evaluations[0]
+    lines = [
+        "# mtdistill report", "",
+        f"Test set: {ev['test_sentences']} sentences, {ev['references']} reference(s). "
+        f"Greedy and beam {ev['beam']['beam']} decoding, batch size {ev['beam']['batch_size']}, {ev['threads']} thread(s).", "",
+        table.to_markdown(index=False, floatfmt=".2f"), "",
+        "sacreBLEU signatures:", "",
+        f"- BLEU: `{ev['beam']['bleu_signature']}`",
+        f"- chrF: `{ev['beam']['chrf_signature']}`", "",
+    ]
+    if reranker:
+        lines += ["## Reranker (tune set)", "",
+                  f"Method {reranker['method']}, gain {reranker['metric']}, {reranker['tune']['sentences']} sentences: "
+                  f"top-1 BLEU {reranker['tune']['top1_bleu']:.2f}, reranked {reranker['tune']['reranked_bleu']:.2f}, "
+                  f"oracle {reranker['tune']['oracle_bleu']:.2f}.", "",
+                  pd.DataFrame({"feature": reranker["features"], "weight": reranker["weights"]}).to_markdown(index=False, floatfmt=".3f"), ""]
+    return "\n".join(lines)
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files")
+    p.add_argument("--models", nargs="*", default=[], help="model directories (for training.json), same order")
+    p.add_argument("--weights", help="reranker weights JSON")
+    p.add_argument("--csv", required=True)
+    p.add_argument("--markdown", required=True)
+    return p.parse_args(argv)
+
+
+def run(args) -> None:
+    evaluations = [read_json(p) for p in args.evaluations]
+    trainings = {}
+    for ev, model in zip(evaluations, args.models):
+        if (Path(model) / "training.json").exists():
+            trainings[ev["system"]] = read_json(Path(model) / "training.json")
+    table = report_table(evaluations, trainings)
+    with atomic_path(args.csv) as tmp:
+        table.to_csv(tmp, index=False)
+    with atomic_path(args.markdown) as tmp:
+        tmp.write_text(markdown(table, evaluations, read_json(args.weights) if args.weights else None), encoding="utf-8")
+
+
+def main(argv=None) -> int:
+    return run_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

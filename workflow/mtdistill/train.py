@@ -1,0 +1,192 @@
+"""Train a Marian-style translation model (teacher or student) with cross-entropy on labels.
+
+The training table needs `source` and the --label-column; the dev table `source` and `target`.
+The checkpoint with the lowest dev loss is kept and saved with `save_pretrained`, together with
+the tokenizer and `training.json` (arguments, learning curve, best step, parameter count).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import models
+from .files import InputError, atomic_path, read_tables, read_table, run_main, seed_everything
+
+log = logging.getLogger("mtdistill")
+
+
+def encode(tokenizer, sources: list[str], targets: list[str], max_len: int) -> list[tuple[list[int], list[int]]]:
+    enc = tokenizer(sources, text_target=targets, truncation=True, max_length=max_len)
+    return list(zip(enc["input_ids"], enc["labels"]))
+
+
+def token_batches(pairs, batch_tokens: int, rng: np.random.Generator) -> list[list[int]]:
+    """Indices grouped by length so that padded source+target tokens stay under batch_tokens."""
+    lengths = np.array([len(s) + len(t) for s, t in pairs])
+    order = np.lexsort((rng.random(len(pairs)), lengths))
+    batches, current, longest = [], [], 0
+    for i in order:
+        longest_if_added = max(longest, lengths[i])
+        if current and longest_if_added * (len(current) + 1) > batch_tokens:
+            batches.append(current)
+            current, longest_if_added = [], lengths[i]
+        current.append(int(i))
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(pairs, indices, pad: int, device: torch.device):
+    src = [torch.tensor(pairs[i][0]) for i in indices]
+    tgt = [torch.tensor(pairs[i][1]) for i in indices]
+    input_ids = torch.nn.utils.rnn.pad_sequence(src, batch_first=True, padding_value=pad)
+    labels = torch.nn.utils.rnn.pad_sequence(tgt, batch_first=True, padding_value=-100)
+    # decoder input = labels shifted right, starting from <pad> (Marian's decoder start token)
+    decoder_input_ids = torch.cat([torch.full((len(tgt), 1), pad), labels[:, :-1].masked_fill(labels[:, :-1] == -100, pad)], 1)
+    return {
+        "input_ids": input_ids.to(device),
+        "attention_mask": (input_ids != pad).to(device),
+        "decoder_input_ids": decoder_input_ids.to(device),
+    }, labels.to(device)
+
+
+def batch_loss(model, batch, labels, label_smoothing: float = 0.0) -> tuple[torch.Tensor, int]:
+    logits = model(**batch).logits
+    loss = F.cross_entropy(
+        logits.float().flatten(0, 1), labels.flatten(), ignore_index=-100, label_smoothing=label_smoothing, reduction="sum"
+    )
+    return loss, int((labels != -100).sum())
+
+
+@torch.no_grad()
+def dev_loss(model, pairs, batches, pad, device) -> float:
+    model.eval()
+    total, tokens = 0.0, 0
+    for indices in batches:
+        batch, labels = collate(pairs, indices, pad, device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            loss, n = batch_loss(model, batch, labels)
+        total, tokens = total + loss.item(), tokens + n
+    model.train()
+    return total / max(tokens, 1)
+
+
+def train(args) -> dict:
+    seed_everything(args.seed)
+    models.set_threads(args.threads)
+    device = models.device()
+    if args.init:
+        model, tokenizer = models.load(args.init, "--init")
+    else:
+        tokenizer = models.load_tokenizer(args.tokenizer)
+        model = models.build_model(json.loads(args.arch), tokenizer).to(device)
+    models.keep_pad_row_zero(model)
+    pad = tokenizer.pad_token_id
+
+    table = read_tables(args.train)
+    if args.label_column not in table.columns:
+        raise InputError(f"{args.train[0]}: no column {args.label_column!r} (has {', '.join(table.columns)})")
+    table = table.dropna(subset=[args.label_column])
+    pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len)
+    dev = read_table(args.dev)
+    dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len)
+    dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
+    log.info("%d training pairs, %d dev pairs, %d parameters, device %s", len(pairs), len(dev_pairs), models.count_parameters(model), device)
+
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: min((step + 1) / args.warmup, math.sqrt(args.warmup / (step + 1)))
+    )
+    rng = np.random.default_rng(args.seed)
+    history, best = [], {"dev_loss": float("inf"), "step": 0, "state": None}
+    step, stale, started = 0, 0, time.time()
+    window_loss, window_tokens, window_start = 0.0, 0, time.time()
+    model.train()
+    progress = tqdm(total=args.max_steps, desc="train", mininterval=30, unit="step")
+    while step < args.max_steps and stale < args.patience:
+        for indices in token_batches(pairs, args.batch_tokens, rng):
+            batch, labels = collate(pairs, indices, pad, device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                loss, tokens = batch_loss(model, batch, labels, args.label_smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / tokens).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
+            optimizer.step()
+            schedule.step()
+            step += 1
+            progress.update()
+            window_loss, window_tokens = window_loss + loss.item(), window_tokens + tokens
+            if step % args.eval_every == 0 or step == args.max_steps:
+                loss_dev = dev_loss(model, dev_pairs, dev_batches, pad, device)
+                elapsed = time.time() - window_start
+                history.append({
+                    "step": step, "train_loss": window_loss / window_tokens, "dev_loss": loss_dev,
+                    "lr": schedule.get_last_lr()[0], "target_tokens_per_s": window_tokens / elapsed,
+                })
+                log.info("step %d train_loss %.3f dev_loss %.3f tok/s %.0f", step, history[-1]["train_loss"], loss_dev, history[-1]["target_tokens_per_s"])
+                if loss_dev < best["dev_loss"]:
+                    best = {"dev_loss": loss_dev, "step": step, "state": copy.deepcopy(model.state_dict())}
+                    stale = 0
+                else:
+                    stale += 1
+                window_loss, window_tokens, window_start = 0.0, 0, time.time()
+            if step >= args.max_steps or stale >= args.patience:
+                break
+    progress.close()
+    model.load_state_dict(best["state"])
+    summary = {
+        "arguments": {k: v for k, v in vars(args).items()}, "history": history, "best_step": best["step"],
+        "best_dev_loss": best["dev_loss"], "steps": step, "parameters": models.count_parameters(model),
+        "train_pairs": len(pairs), "seconds": time.time() - started,
+    }
+    with atomic_path(args.out) as tmp:
+        models.save(model, tokenizer, tmp)
+        (tmp / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    return summary
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--train", nargs="+", required=True, help="training table(s), Parquet")
+    p.add_argument("--label-column", default="target", help="column holding the training targets")
+    p.add_argument("--dev", required=True, help="dev table for checkpoint selection")
+    p.add_argument("--tokenizer", help="tokenizer directory (for a model built from --arch)")
+    p.add_argument("--arch", help="architecture as JSON: d_model, encoder_layers, decoder_layers, heads, ffn_dim")
+    p.add_argument("--init", help="start from this model (directory or Hugging Face id) instead of --arch")
+    p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--lr", type=float, default=7e-4)
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--label-smoothing", type=float, default=0.1)
+    p.add_argument("--clip-norm", type=float, default=1.0)
+    p.add_argument("--max-len", type=int, default=128, help="tokens per side; longer sentences are truncated")
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--patience", type=int, default=10, help="evaluations without dev improvement before stopping")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True, help="model directory to write")
+    args = p.parse_args(argv)
+    if not args.init and not (args.tokenizer and args.arch):
+        p.error("give --init, or both --tokenizer and --arch")
+    return args
+
+
+def main(argv=None) -> int:
+    return run_main(train, parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,25 @@
+rule train_student:
+    input:
+        labels=student_labels,
+        dev="results/data/dev.parquet",
+        teacher=TEACHER,
+    output:
+        directory("results/models/students/{strategy}"),
+    log:
+        "logs/train_student/{strategy}.log",
+    benchmark:
+        "results/benchmarks/train_student/{strategy}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        arch=as_json(config["student"]["arch"]),
+        options=train_options("student"),
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.train --train {input.labels} --label-column label"
+        " --dev {input.dev} --tokenizer {input.teacher} --arch {params.arch:q}"
+        " {params.options} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"

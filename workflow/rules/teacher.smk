@@ -1,0 +1,43 @@
+if config["teacher"]["pretrained"]:
+
+    rule import_teacher:
+        output:
+            directory(TEACHER),
+        log:
+            "logs/import_teacher/import_teacher.log",
+        benchmark:
+            "results/benchmarks/import_teacher/import_teacher.tsv"
+        conda:
+            "../../envs/mtdistill.yaml"
+        params:
+            pretrained=config["teacher"]["pretrained"],
+        shell:
+            "python -m mtdistill.import_teacher --pretrained {params.pretrained:q}"
+            " --out {output} > {log} 2>&1"
+
+else:
+
+    rule train_teacher:
+        input:
+            train="results/data/train.parquet",
+            dev="results/data/dev.parquet",
+            tokenizer="results/tokenizer",
+        output:
+            directory(TEACHER),
+        log:
+            "logs/train_teacher/train_teacher.log",
+        benchmark:
+            "results/benchmarks/train_teacher/train_teacher.tsv"
+        conda:
+            "../../envs/mtdistill.yaml"
+        threads: 2
+        resources:
+            gpu=1,
+        params:
+            arch=as_json(config["teacher"]["arch"]),
+            options=train_options("teacher"),
+            seed=config["seed"],
+        shell:
+            "python -m mtdistill.train --train {input.train} --dev {input.dev}"
+            " --tokenizer {input.tokenizer} --arch {params.arch:q} {params.options}"
+            " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
