@@ -71,6 +71,8 @@ def tune(nbest_paths, feature_paths, references_path, metric: str = "bleu", seed
     mean, std = raw.mean(0), raw.std(0)
     std[std == 0] = 1.0
     pairs, _ = pro_pairs(table, gains, np.random.default_rng(seed))
+    if len(pairs) == 0:
+        log.warning("no hypothesis pair differs in %s by more than the margin: the weights stay zero", metric)
     weights = fit_pro((raw - mean) / std, pairs)
     result = {"method": "pro", "metric": metric, "seed": seed, "features": names, "weights": weights.tolist(),
               "mean": mean.tolist(), "std": std.tolist(), "pairs": int(len(pairs))}

@@ -1,0 +1,106 @@
+"""Shared fixtures: a tiny Bible corpus and a tiny teacher, built once per test session."""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+# Rules call `python -m mtdistill.<step>`: the interpreter running the tests must be that python.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def tiny_config() -> dict:
+    return yaml.safe_load((REPO / "tests" / "configs" / "tiny.yaml").read_text())
+
+
+@pytest.fixture(scope="session")
+def config():
+    return tiny_config()
+
+
+@pytest.fixture
+def config_copy(config):
+    return copy.deepcopy(config)
+
+
+def data_spec(config: dict) -> str:
+    return json.dumps({**config["data"], "seed": config["seed"]})
+
+
+def train_args(config: dict, section: str) -> list[str]:
+    return [item for key, value in config[section]["train"].items() for item in (f"--{key.replace('_', '-')}", str(value))]
+
+
+@pytest.fixture(scope="session")
+def work(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("steps")
+
+
+@pytest.fixture(scope="session")
+def data_dir(work, config) -> Path:
+    from mtdistill import prepare_data
+
+    assert prepare_data.main(["--spec", data_spec(config), "--outdir", str(work / "data")]) == 0
+    return work / "data"
+
+
+@pytest.fixture(scope="session")
+def tokenizer_dir(work, data_dir, config) -> Path:
+    from mtdistill import train_tokenizer
+
+    out = work / "tokenizer"
+    assert train_tokenizer.main(["--train", str(data_dir / "train.parquet"), "--vocab-size", str(config["tokenizer"]["vocab_size"]), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def teacher_dir(work, data_dir, tokenizer_dir, config) -> Path:
+    from mtdistill import train
+
+    out = work / "teacher"
+    argv = ["--train", str(data_dir / "train.parquet"), "--dev", str(data_dir / "dev.parquet"),
+            "--tokenizer", str(tokenizer_dir), "--arch", json.dumps(config["teacher"]["arch"]),
+            *train_args(config, "teacher"), "--seed", "1", "--threads", "2", "--out", str(out)]
+    assert train.main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tune_nbest(work, data_dir, teacher_dir, config) -> Path:
+    from mtdistill import decode
+
+    out = work / "nbest" / "tune.parquet"
+    nbest = config["decode"]["nbest"]
+    assert decode.main(["--model", str(teacher_dir), "--input", str(data_dir / "tune.parquet"), "--beam", str(nbest),
+                        "--nbest", str(nbest), "--threads", "2", "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def tune_features(work, data_dir, teacher_dir, tune_nbest) -> list[Path]:
+    from mtdistill import score
+
+    outs = [work / "features" / "teacher.parquet", work / "features" / "length.parquet"]
+    common = ["--nbest", str(tune_nbest), "--sources", str(data_dir / "tune.parquet")]
+    assert score.main(["--name", "teacher", "--kind", "forced_decoding", "--model", str(teacher_dir), *common, "--out", str(outs[0])]) == 0
+    assert score.main(["--name", "length", "--kind", "length", *common, "--out", str(outs[1])]) == 0
+    return outs
+
+
+@pytest.fixture(scope="session")
+def weights(work, data_dir, tune_nbest, tune_features) -> Path:
+    from mtdistill import tune_reranker
+
+    out = work / "weights.json"
+    assert tune_reranker.main(["--nbest", str(tune_nbest), "--features", *map(str, tune_features),
+                               "--references", str(data_dir / "tune.parquet"), "--metric", "chrf", "--out", str(out)]) == 0
+    return out

@@ -1,0 +1,125 @@
+"""The workflow as a whole: DAG (dry run through snakemake.api), profiles, lint, format, end to end."""
+
+from __future__ import annotations
+
+import math
+import shutil
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake import api
+from snakemake.settings import types as settings
+from snakemake.settings.enums import Quietness
+
+from conftest import REPO, tiny_config
+
+STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "decode_nbest", "score", "tune_reranker",
+               "select_labels", "train_student", "evaluate", "report"}
+MODEL_RULES = {"train_teacher", "decode_nbest", "train_student", "evaluate"}
+
+
+def dry_run_dag(tmp_path, config: dict):
+    """Jobs of the dry-run DAG for `config`, as (rule name, wildcards, resources)."""
+    workdir = tmp_path / "wd"
+    (workdir / "config").mkdir(parents=True)
+    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    with api.SnakemakeApi(settings.OutputSettings(quiet={Quietness.ALL})) as sm:
+        workflow = sm.workflow(
+            resource_settings=settings.ResourceSettings(cores=2),
+            config_settings=settings.ConfigSettings(),
+            snakefile=REPO / "Snakefile",
+            workdir=workdir,
+        )
+        dag = workflow.dag(settings.DAGSettings(targets=frozenset()))
+        dag.execute_workflow(executor="dryrun")
+        inner = dag.workflow_api._workflow  # no public accessor for the planned jobs (pinned snakemake)
+        return [(job.rule.name, dict(job.wildcards), dict(job.resources)) for job in inner.dag.jobs]
+
+
+def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
+    config = tiny_config()
+    jobs = dry_run_dag(tmp_path, config)
+    names = {name for name, _, _ in jobs}
+    assert STAGE_RULES <= names
+    for name, wildcards, resources in jobs:
+        if name in MODEL_RULES or (name == "score" and wildcards["scorer"] == "teacher"):
+            assert resources.get("gpu") == 1, name
+        if name == "score" and wildcards["scorer"] == "length":
+            assert resources.get("gpu", 0) == 0
+    shards = {(w["set"], w["shard"]) for n, w, _ in jobs if n == "decode_nbest"}
+    assert shards == {("tune", "0"), ("bitext", "0"), ("bitext", "1"), ("mono", "0")}
+    scores = [w for n, w, _ in jobs if n == "score"]
+    assert len(scores) == len(shards) * len(config["scorers"])
+    students = {w["strategy"] for n, w, _ in jobs if n == "train_student"}
+    assert students == set(config["strategies"])
+    labels = {(w["strategy"], w["set"]) for n, w, _ in jobs if n == "select_labels"}
+    assert ("seqinter", "mono") not in labels and ("rerank", "mono") in labels
+
+
+def test_pretrained_teacher_replaces_teacher_training(tmp_path):
+    config = tiny_config()
+    config["teacher"]["pretrained"] = "Helsinki-NLP/opus-mt-de-en"
+    names = {name for name, _, _ in dry_run_dag(tmp_path, config)}
+    assert "import_teacher" in names and not {"train_teacher", "train_tokenizer"} & names
+
+
+def snakemake(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.mark.parametrize("profile", ["profiles/default", "profiles/slurm"])
+def test_profiles_dry_run(profile):
+    result = snakemake("-n", "--workflow-profile", profile)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "train_teacher" in result.stdout and "report" in result.stdout
+
+
+def test_slurm_profile_sends_gpu_requests():
+    result = snakemake("-n", "--workflow-profile", "profiles/slurm", "-p")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "executor" not in result.stderr.lower() or "error" not in result.stderr.lower()
+    text = (REPO / "profiles" / "slurm" / "config.v8+.yaml").read_text()
+    profile = yaml.safe_load(text)
+    assert profile["executor"] == "slurm"
+    assert {"slurm_partition", "slurm_account"} <= set(profile["default-resources"])
+    rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
+    assert "slurm_partition" not in rules and "slurm_account" not in rules
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_snakefmt_is_clean():
+    result = subprocess.run([sys.executable, "-m", "snakefmt", "--check", "Snakefile", "workflow/rules"],
+                            cwd=REPO, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_run(tmp_path):
+    workdir = tmp_path / "run"
+    (workdir / "config").mkdir(parents=True)
+    shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", workdir / "config" / "config.yaml")
+    result = snakemake("--cores", "2", "--snakefile", str(REPO / "Snakefile"), "--workflow-profile", str(REPO / "profiles" / "default"),
+                       cwd=workdir, timeout=900)
+    assert result.returncode == 0, result.stderr[-4000:]
+    table = pd.read_csv(workdir / "results" / "report.csv")
+    config = tiny_config()
+    assert list(table.system) == ["teacher"] + [f"student_{s}" for s in config["strategies"]]
+    assert list(table.strategy[1:]) == config["strategies"]
+    for column in ("parameters", "bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "sent_per_s_greedy", "sent_per_s_beam"):
+        assert table[column].map(math.isfinite).all(), column
+    assert (table.parameters[1:] < table.parameters[0]).all()
+    report = (workdir / "results" / "report.md").read_text()
+    assert "nrefs:3" in report and "Reranker" in report
+    for rule in ("train_teacher", "decode_nbest", "score", "train_student", "evaluate"):
+        assert any((workdir / "results" / "benchmarks" / rule).iterdir()), rule
+        assert any((workdir / "logs" / rule).iterdir()), rule
+    # a second invocation has nothing to do: every output is cached
+    again = snakemake("-n", "--cores", "2", "--snakefile", str(REPO / "Snakefile"), cwd=workdir)
+    assert "Nothing to be done" in again.stdout + again.stderr
