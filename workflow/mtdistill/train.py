@@ -12,6 +12,7 @@ import copy
 import json
 import logging
 import math
+import shutil
 import time
 from pathlib import Path
 
@@ -84,6 +85,16 @@ def dev_loss(model, pairs, batches, pad, device) -> float:
     return total / max(tokens, 1)
 
 
+def resume_dir(args) -> Path:
+    """Where periodic checkpoints go: beside the output, never inside a declared output."""
+    return Path(args.checkpoint_dir) if args.checkpoint_dir else Path(args.out).with_name(Path(args.out).name + ".resume")
+
+
+def save_checkpoint(path: Path, state: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
 def train(args) -> dict:
     seed_everything(args.seed)
     models.set_threads(args.threads)
@@ -111,14 +122,32 @@ def train(args) -> dict:
         optimizer, lambda step: min((step + 1) / args.warmup, math.sqrt(args.warmup / (step + 1)))
     )
     rng = np.random.default_rng(args.seed)
+    fingerprint = {k: v for k, v in vars(args).items() if k not in ("threads", "out", "checkpoint_dir")}
     history, best = [], {"dev_loss": float("inf"), "step": 0, "state": None}
-    step, stale, started = 0, 0, time.time()
+    step, stale, skip = 0, 0, 0
+    checkpoint = resume_dir(args) / "last.pt"
+    if checkpoint.exists():
+        saved = torch.load(checkpoint, weights_only=False)
+        if saved["fingerprint"] == fingerprint:
+            model.load_state_dict(saved["model"])
+            optimizer.load_state_dict(saved["optimizer"])
+            schedule.load_state_dict(saved["schedule"])
+            torch.set_rng_state(saved["torch_rng"])
+            rng.bit_generator.state = saved["epoch_rng"]
+            history, best, step, stale, skip = saved["history"], saved["best"], saved["step"], saved["stale"], saved["position"]
+            log.info("resumed from %s at step %d", checkpoint, step)
+        else:
+            log.warning("ignoring %s: written with other arguments", checkpoint)
+
+    started = time.time()
     window_loss, window_tokens, window_start = 0.0, 0, time.time()
     model.train()
-    progress = tqdm(total=args.max_steps, desc="train", mininterval=30, unit="step")
+    progress = tqdm(total=args.max_steps, initial=step, desc="train", mininterval=30, unit="step")
     while step < args.max_steps and stale < args.patience:
-        for indices in token_batches(pairs, args.batch_tokens, rng):
-            batch, labels = collate(pairs, indices, pad, device)
+        epoch_rng = copy.deepcopy(rng.bit_generator.state)  # replaying it rebuilds this epoch's batches
+        batches = token_batches(pairs, args.batch_tokens, rng)
+        for position in range(skip, len(batches)):
+            batch, labels = collate(pairs, batches[position], pad, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 loss, tokens = batch_loss(model, batch, labels, args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -142,19 +171,26 @@ def train(args) -> dict:
                     stale = 0
                 else:
                     stale += 1
+                save_checkpoint(checkpoint, {
+                    "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                    "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(), "epoch_rng": epoch_rng,
+                    "position": position + 1, "history": history, "best": best, "step": step, "stale": stale,
+                })
                 window_loss, window_tokens, window_start = 0.0, 0, time.time()
             if step >= args.max_steps or stale >= args.patience:
                 break
+        skip = 0
     progress.close()
     model.load_state_dict(best["state"])
     summary = {
-        "arguments": {k: v for k, v in vars(args).items()}, "history": history, "best_step": best["step"],
+        "arguments": vars(args), "history": history, "best_step": best["step"],
         "best_dev_loss": best["dev_loss"], "steps": step, "parameters": models.count_parameters(model),
         "train_pairs": len(pairs), "seconds": time.time() - started,
     }
     with atomic_path(args.out) as tmp:
         models.save(model, tokenizer, tmp)
         (tmp / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+    shutil.rmtree(checkpoint.parent, ignore_errors=True)
     return summary
 
 
@@ -178,6 +214,7 @@ def parse_args(argv=None):
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="model directory to write")
+    p.add_argument("--checkpoint-dir", help="periodic checkpoints for resuming (default: <out>.resume)")
     args = p.parse_args(argv)
     if not args.init and not (args.tokenizer and args.arch):
         p.error("give --init, or both --tokenizer and --arch")
