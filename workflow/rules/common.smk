@@ -1,4 +1,5 @@
 import json
+import shlex
 
 
 wildcard_constraints:
@@ -57,9 +58,12 @@ def scorer_inputs(wildcards):
     return inputs
 
 
-def scorer_model(wildcards):
-    model = SCORERS[wildcards.scorer].get("model", "")
-    return TEACHER if model == "teacher" else model
+def scorer_model_option(wildcards):
+    """--model for neural scorers ("teacher" is the workflow's teacher), nothing otherwise."""
+    model = SCORERS[wildcards.scorer].get("model")
+    if not model:
+        return ""
+    return "--model " + shlex.quote(TEACHER if model == "teacher" else model)
 
 
 def scorer_option(name):

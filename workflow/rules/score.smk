@@ -14,9 +14,9 @@ rule score:
         gpu=scorer_gpus,
     params:
         kind=scorer_option("kind"),
-        model=scorer_model,
+        model=scorer_model_option,
         batch_size=scorer_option("batch_size"),
     shell:
         "python -m mtdistill.score --name {wildcards.scorer} --kind {params.kind}"
-        " --model {params.model:q} --nbest {input.nbest} --sources {input.sources}"
+        " {params.model} --nbest {input.nbest} --sources {input.sources}"
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
