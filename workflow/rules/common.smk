@@ -94,16 +94,14 @@ def label_inputs(wildcards):
 
 
 def label_options(wildcards, input):
-    """--nbest/--features/--weights options for the inputs a strategy has."""
-    return " ".join(
-        (
-            f"--{name} " + " ".join(getattr(input, name))
-            if name != "weights"
-            else f"--weights {input.weights}"
-        )
-        for name in ("nbest", "features", "weights")
-        if hasattr(input, name)
-    )
+    """--nbest, --features and --weights for the inputs a strategy has."""
+    options = []
+    for name in ("nbest", "features", "weights"):
+        if hasattr(input, name):
+            files = getattr(input, name)
+            files = [files] if isinstance(files, str) else files
+            options.append(f"--{name} " + " ".join(files))
+    return " ".join(options)
 
 
 def student_labels(wildcards):
@@ -133,8 +131,6 @@ def system_model(wildcards):
 
 
 def system_strategy(wildcards):
-    return (
-        wildcards.system.removeprefix("student_")
-        if wildcards.system != "teacher"
-        else "-"
-    )
+    if wildcards.system == "teacher":
+        return "-"
+    return wildcards.system.removeprefix("student_")
