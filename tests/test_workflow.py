@@ -67,24 +67,35 @@ def test_pretrained_teacher_replaces_teacher_training(tmp_path):
 
 
 def snakemake(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "snakemake", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), *args],
+                          cwd=cwd, capture_output=True, text=True, timeout=timeout)
 
 
-@pytest.mark.parametrize("profile", ["profiles/default", "profiles/slurm"])
-def test_profiles_dry_run(profile):
-    result = snakemake("-n", "--workflow-profile", profile)
+@pytest.fixture
+def fresh_workdir(tmp_path):
+    """A working directory with the default config and no results, whatever the checkout holds."""
+    (tmp_path / "config").mkdir()
+    shutil.copy(REPO / "config" / "config.yaml", tmp_path / "config" / "config.yaml")
+    return tmp_path
+
+
+@pytest.mark.parametrize("profile", ["default", "slurm"])
+def test_profiles_dry_run(fresh_workdir, profile):
+    result = snakemake("-n", "--workflow-profile", str(REPO / "profiles" / profile), cwd=fresh_workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train_teacher" in result.stdout and "report" in result.stdout
 
 
-def test_slurm_profile_sends_gpu_requests():
-    result = snakemake("-n", "--workflow-profile", "profiles/slurm", "-p")
+def test_slurm_profile_resources(fresh_workdir):
+    """Under the Slurm profile, model jobs carry gpu=1 plus the profile's partition and account."""
+    result = snakemake("-n", "--workflow-profile", str(REPO / "profiles" / "slurm"), cwd=fresh_workdir)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "executor" not in result.stderr.lower() or "error" not in result.stderr.lower()
-    text = (REPO / "profiles" / "slurm" / "config.v8+.yaml").read_text()
-    profile = yaml.safe_load(text)
-    assert profile["executor"] == "slurm"
-    assert {"slurm_partition", "slurm_account"} <= set(profile["default-resources"])
+    blocks = result.stdout.split("\nrule ")
+    teacher = next(b for b in blocks if b.startswith("train_teacher:"))
+    assert "gpu=1" in teacher and "slurm_partition=gpu" in teacher and "slurm_account=my_account" in teacher
+    assert "runtime=720" in teacher  # set-resources override from the profile
+    tokenizer = next(b for b in blocks if b.startswith("train_tokenizer:"))
+    assert "gpu=" not in tokenizer
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     assert "slurm_partition" not in rules and "slurm_account" not in rules
 
@@ -105,8 +116,7 @@ def test_end_to_end_tiny_run(tmp_path):
     workdir = tmp_path / "run"
     (workdir / "config").mkdir(parents=True)
     shutil.copy(REPO / "tests" / "configs" / "tiny.yaml", workdir / "config" / "config.yaml")
-    result = snakemake("--cores", "2", "--snakefile", str(REPO / "Snakefile"), "--workflow-profile", str(REPO / "profiles" / "default"),
-                       cwd=workdir, timeout=900)
+    result = snakemake("--cores", "2", "--workflow-profile", str(REPO / "profiles" / "default"), cwd=workdir, timeout=900)
     assert result.returncode == 0, result.stderr[-4000:]
     table = pd.read_csv(workdir / "results" / "report.csv")
     config = tiny_config()
@@ -121,5 +131,5 @@ def test_end_to_end_tiny_run(tmp_path):
         assert any((workdir / "results" / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
     # a second invocation has nothing to do: every output is cached
-    again = snakemake("-n", "--cores", "2", "--snakefile", str(REPO / "Snakefile"), cwd=workdir)
+    again = snakemake("-n", "--cores", "2", cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -63,7 +63,8 @@ def scorer_model_option(wildcards):
     model = SCORERS[wildcards.scorer].get("model")
     if not model:
         return ""
-    return "--model " + shlex.quote(TEACHER if model == "teacher" else model)
+    path = TEACHER if model == "teacher" else model
+    return f"--model {shlex.quote(path)}"
 
 
 def scorer_option(name):
@@ -100,7 +101,7 @@ def label_options(wildcards, input):
         if hasattr(input, name):
             files = getattr(input, name)
             files = [files] if isinstance(files, str) else files
-            options.append(f"--{name} " + " ".join(files))
+            options.append(f"--{name} {' '.join(files)}")
     return " ".join(options)
 
 
