@@ -98,7 +98,8 @@ def test_teacher_trains_and_loads_with_transformers(teacher_dir, config):
     summary = json.loads((teacher_dir / "training.json").read_text())
     assert summary["steps"] == config["teacher"]["train"]["max_steps"]
     losses = [h["dev_loss"] for h in summary["history"]]
-    assert losses[-1] < losses[0] and summary["best_dev_loss"] == min(losses)
+    assert losses[-1] < losses[0] and summary["best"]["dev_loss"] == min(losses)
+    assert summary["select_by"] == "loss"
 
 
 def test_training_is_deterministic(work, data_dir, tokenizer_dir, config):
@@ -212,7 +213,11 @@ def test_student_evaluation_and_report(work, data_dir, teacher_dir, config):
     pd.read_parquet(data_dir / "tune.parquet").assign(label=lambda d: d.target).to_parquet(labels)
     assert train.main(["--train", str(labels), "--label-column", "label", "--dev", str(data_dir / "dev.parquet"),
                        "--tokenizer", str(teacher_dir), "--arch", json.dumps(config["student"]["arch"]),
-                       *train_args(config, "student"), "--out", str(student)]) == 0
+                       *train_args(config, "student"), "--select-by", "bleu", "--out", str(student)]) == 0
+    summary = json.loads((student / "training.json").read_text())
+    bleus = [h["dev_bleu"] for h in summary["history"]]
+    assert summary["select_by"] == "bleu" and summary["best"]["dev_bleu"] == max(bleus)
+    assert summary["best_step"] == summary["history"][bleus.index(max(bleus))]["step"]
     evals = []
     for system, model in (("teacher", teacher_dir), ("student_top1", student)):
         out = work / "eval" / f"{system}.json"

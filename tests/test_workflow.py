@@ -130,6 +130,10 @@ def test_end_to_end_tiny_run(tmp_path):
     for rule in ("train_teacher", "decode_nbest", "score", "train_student", "evaluate"):
         assert any((workdir / "results" / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
+    # the Snakemake HTML report builds from the finished run
+    html = snakemake("--report", "report.html", cwd=workdir)
+    assert html.returncode == 0, html.stderr[-2000:]
+    assert "report.csv" in (workdir / "report.html").read_text(errors="replace")
     # a second invocation has nothing to do: every output is cached
     again = snakemake("-n", "--cores", "2", cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

@@ -19,9 +19,12 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+import sacrebleu
 from tqdm import tqdm
 
 from . import models
+from .decode import translate
+from .features import reference_streams
 from .files import InputError, atomic_path, read_tables, read_table, run_main, seed_everything
 
 log = logging.getLogger("mtdistill")
@@ -95,6 +98,15 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+@torch.no_grad()
+def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
+    """Corpus BLEU of greedy translations of the dev set, against all its references."""
+    model.eval()
+    hyps = [nbest[0][0] for nbest in translate(model, tokenizer, list(dev.source), max_len=max_len)]
+    model.train()
+    return sacrebleu.corpus_bleu(hyps, reference_streams(dev)).score
+
+
 def train(args) -> dict:
     seed_everything(args.seed)
     models.set_threads(args.threads)
@@ -123,7 +135,7 @@ def train(args) -> dict:
     )
     rng = np.random.default_rng(args.seed)
     fingerprint = {k: v for k, v in vars(args).items() if k not in ("threads", "out", "checkpoint_dir")}
-    history, best = [], {"dev_loss": float("inf"), "step": 0, "state": None}
+    history, best = [], {"criterion": float("inf"), "step": 0, "state": None}
     step, stale, skip = 0, 0, 0
     checkpoint = resume_dir(args) / "last.pt"
     if checkpoint.exists():
@@ -159,15 +171,19 @@ def train(args) -> dict:
             progress.update()
             window_loss, window_tokens = window_loss + loss.item(), window_tokens + tokens
             if step % args.eval_every == 0 or step == args.max_steps:
-                loss_dev = dev_loss(model, dev_pairs, dev_batches, pad, device)
                 elapsed = time.time() - window_start
                 history.append({
-                    "step": step, "train_loss": window_loss / window_tokens, "dev_loss": loss_dev,
+                    "step": step, "train_loss": window_loss / window_tokens,
+                    "dev_loss": dev_loss(model, dev_pairs, dev_batches, pad, device),
                     "lr": schedule.get_last_lr()[0], "target_tokens_per_s": window_tokens / elapsed,
                 })
-                log.info("step %d train_loss %.3f dev_loss %.3f tok/s %.0f", step, history[-1]["train_loss"], loss_dev, history[-1]["target_tokens_per_s"])
-                if loss_dev < best["dev_loss"]:
-                    best = {"dev_loss": loss_dev, "step": step, "state": copy.deepcopy(model.state_dict())}
+                if args.select_by == "bleu":
+                    history[-1]["dev_bleu"] = dev_bleu(model, tokenizer, dev, args.max_len)
+                log.info("step %d %s", step, " ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "step"))
+                # lower is better: dev loss, or minus dev BLEU
+                criterion = -history[-1]["dev_bleu"] if args.select_by == "bleu" else history[-1]["dev_loss"]
+                if criterion < best["criterion"]:
+                    best = {"criterion": criterion, "step": step, "state": copy.deepcopy(model.state_dict())}
                     stale = 0
                 else:
                     stale += 1
@@ -183,8 +199,8 @@ def train(args) -> dict:
     progress.close()
     model.load_state_dict(best["state"])
     summary = {
-        "arguments": vars(args), "history": history, "best_step": best["step"],
-        "best_dev_loss": best["dev_loss"], "steps": step, "parameters": models.count_parameters(model),
+        "arguments": vars(args), "history": history, "best_step": best["step"], "select_by": args.select_by,
+        "best": next(h for h in history if h["step"] == best["step"]), "steps": step, "parameters": models.count_parameters(model),
         "train_pairs": len(pairs), "seconds": time.time() - started,
     }
     with atomic_path(args.out) as tmp:
@@ -211,6 +227,8 @@ def parse_args(argv=None):
     p.add_argument("--max-len", type=int, default=128, help="tokens per side; longer sentences are truncated")
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--patience", type=int, default=10, help="evaluations without dev improvement before stopping")
+    p.add_argument("--select-by", choices=["loss", "bleu"], default="loss",
+                   help="keep the checkpoint with the lowest dev loss or the highest greedy dev BLEU")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="model directory to write")
