@@ -213,7 +213,7 @@ def test_student_evaluation_and_report(work, data_dir, teacher_dir, config):
     pd.read_parquet(data_dir / "tune.parquet").assign(label=lambda d: d.target).to_parquet(labels)
     assert train.main(["--train", str(labels), "--label-column", "label", "--dev", str(data_dir / "dev.parquet"),
                        "--tokenizer", str(teacher_dir), "--arch", json.dumps(config["student"]["arch"]),
-                       *train_args(config, "student"), "--select-by", "bleu", "--out", str(student)]) == 0
+                       *train_args(config, "student"), "--out", str(student)]) == 0  # tiny.yaml: select_by bleu
     summary = json.loads((student / "training.json").read_text())
     bleus = [h["dev_bleu"] for h in summary["history"]]
     assert summary["select_by"] == "bleu" and summary["best"]["dev_bleu"] == max(bleus)
