@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sacrebleu
+import torch
 
 from conftest import data_spec, train_args
 
@@ -100,6 +101,34 @@ def test_teacher_trains_and_loads_with_transformers(teacher_dir, config):
     losses = [h["dev_loss"] for h in summary["history"]]
     assert losses[-1] < losses[0] and summary["best"]["dev_loss"] == min(losses)
     assert summary["select_by"] == "loss"
+
+
+def test_teacher_uses_the_source(teacher_dir, data_dir):
+    """A teacher whose encoder collapsed scores shuffled sources as well as the true ones."""
+    from mtdistill import models
+    from mtdistill.train import dev_loss, encode, token_batches
+
+    model, tokenizer = models.load(teacher_dir)
+    dev = pd.read_parquet(data_dir / "dev.parquet")
+    shuffled = list(dev.source.sample(frac=1.0, random_state=1))
+    losses = []
+    for sources in (list(dev.source), shuffled):
+        pairs = encode(tokenizer, sources, list(dev.target), 64)
+        batches = token_batches(pairs, 2048, np.random.default_rng(0))
+        losses.append(dev_loss(model, pairs, batches, tokenizer.pad_token_id, models.device()))
+    assert losses[0] < losses[1] - 0.02
+
+
+def test_student_starts_from_matching_teacher_tensors(teacher_dir):
+    from mtdistill import models
+
+    tokenizer = models.load_tokenizer(teacher_dir)
+    student = models.build_model({"d_model": 64, "encoder_layers": 1, "decoder_layers": 1, "heads": 2, "ffn_dim": 32}, tokenizer)
+    copied = set(models.copy_matching_weights(student, teacher_dir))
+    teacher, _ = models.load(teacher_dir)
+    assert "model.shared.weight" in copied and "model.encoder.layers.0.self_attn.k_proj.weight" in copied
+    assert "model.encoder.layers.0.fc1.weight" not in copied  # other FFN width
+    assert torch.equal(student.model.shared.weight, teacher.model.shared.weight.cpu())
 
 
 def test_training_is_deterministic(work, data_dir, tokenizer_dir, config):

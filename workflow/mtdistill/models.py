@@ -124,3 +124,16 @@ def load_tokenizer(path: str | Path):
     if not Path(path).is_dir():
         raise InputError(f"tokenizer: {path}: directory not found")
     return AutoTokenizer.from_pretrained(str(path))
+
+
+def copy_matching_weights(student, teacher_dir: str | Path) -> list[str]:
+    """Initialise the student with every teacher tensor of the same name and shape.
+
+    With an equal width this copies the shared embeddings and the bottom encoder and decoder
+    layers (a truncated teacher); it returns the names copied.
+    """
+    teacher = AutoModelForSeq2SeqLM.from_pretrained(str(teacher_dir)).state_dict()
+    own = student.state_dict()
+    copied = [name for name, tensor in own.items() if name in teacher and teacher[name].shape == tensor.shape]
+    student.load_state_dict({name: teacher[name] for name in copied}, strict=False)
+    return copied

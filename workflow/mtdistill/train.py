@@ -116,6 +116,9 @@ def train(args) -> dict:
     else:
         tokenizer = models.load_tokenizer(args.tokenizer)
         model = models.build_model(json.loads(args.arch), tokenizer).to(device)
+        if args.init_from_teacher:
+            copied = models.copy_matching_weights(model, args.init_from_teacher)
+            log.info("copied %d of %d tensors from %s", len(copied), len(model.state_dict()), args.init_from_teacher)
     models.keep_pad_row_zero(model)
     pad = tokenizer.pad_token_id
 
@@ -218,6 +221,7 @@ def parse_args(argv=None):
     p.add_argument("--tokenizer", help="tokenizer directory (for a model built from --arch)")
     p.add_argument("--arch", help="architecture as JSON: d_model, encoder_layers, decoder_layers, heads, ffn_dim")
     p.add_argument("--init", help="start from this model (directory or Hugging Face id) instead of --arch")
+    p.add_argument("--init-from-teacher", help="copy the tensors of this model that match --arch in name and shape")
     p.add_argument("--max-steps", type=int, default=1000)
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--lr", type=float, default=7e-4)

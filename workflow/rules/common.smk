@@ -121,6 +121,13 @@ def train_options(section):
     )
 
 
+def student_init_option(wildcards, input):
+    """Start students from the teacher's matching tensors when configured."""
+    if config["student"]["init_from_teacher"]:
+        return f"--init-from-teacher {input.teacher}"
+    return ""
+
+
 def model_dir(system):
     if system == "teacher":
         return TEACHER

@@ -17,9 +17,10 @@ rule train_student:
     params:
         arch=as_json(config["student"]["arch"]),
         options=train_options("student"),
+        init=student_init_option,
         seed=config["seed"],
     shell:
         "python -m mtdistill.train --train {input.labels} --label-column label"
         " --dev {input.dev} --tokenizer {input.teacher} --arch {params.arch:q}"
-        " {params.options} --seed {params.seed} --threads {threads}"
+        " {params.init} {params.options} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
