@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 from sacrebleu.metrics import BLEU, CHRF
 
 from .files import InputError, read_tables
@@ -15,8 +16,8 @@ def load_scored_nbest(nbest_paths, feature_paths) -> pd.DataFrame:
     """n-best rows with every feature column joined on (sent_id, hyp_id)."""
     table = read_tables(nbest_paths).rename(columns={"score": "nbest_score"})
     features: dict[str, list] = {}
-    for path in feature_paths:
-        features.setdefault(tuple(pd.read_parquet(path).columns), []).append(path)
+    for path in feature_paths:  # shards of one scorer share their columns: concatenate, then join
+        features.setdefault(tuple(pq.read_schema(path).names), []).append(path)
     for paths in features.values():
         part = read_tables(paths)
         table = table.merge(part, on=KEYS, how="left", validate="one_to_one")
