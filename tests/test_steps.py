@@ -287,3 +287,21 @@ def test_missing_pretrained_teacher_is_named(work, capsys):
     assert import_teacher.main(["--pretrained", "/no/such/teacher", "--out", str(work / "x")]) == 2
     assert "config key teacher.pretrained: /no/such/teacher: directory not found" in capsys.readouterr().err
     assert not (work / "x").exists()
+
+
+def test_mbr_prefers_the_consensus_hypothesis(tmp_path):
+    from mtdistill import score
+
+    hyps = ["the cat sat on the mat", "the cat sat on a mat", "a cat sat on the mat", "dogs run fast in parks"]
+    nbest = pd.DataFrame({"sent_id": "s1", "hyp_id": range(4), "hypothesis": hyps})
+    nbest.to_parquet(tmp_path / "nbest.parquet")
+    pd.DataFrame({"sent_id": ["s1"], "source": ["die Katze"]}).to_parquet(tmp_path / "src.parquet")
+    assert score.main(["--name", "mbr", "--kind", "mbr", "--nbest", str(tmp_path / "nbest.parquet"),
+                       "--sources", str(tmp_path / "src.parquet"), "--out", str(tmp_path / "mbr.parquet")]) == 0
+    features = pd.read_parquet(tmp_path / "mbr.parquet")
+    for metric in ("chrf", "bleu"):
+        values = features[f"mbr_{metric}"].to_numpy()
+        assert values.argmax() == 0 and values.argmin() == 3, metric
+    # the utility of a hypothesis is its mean sentence score against the others
+    expected = np.mean([sacrebleu.sentence_chrf(hyps[0], [h]).score for h in hyps[1:]])
+    assert features.mbr_chrf[0] == pytest.approx(expected)

@@ -3,6 +3,7 @@
 Kinds:
   forced_decoding  log p(hypothesis | source) under a seq2seq model (sum and per-token mean)
   length           word counts and the hypothesis/source length ratio
+  mbr              consensus: mean sentence chrF and BLEU of a hypothesis against the others of its list
 Output (Parquet): `sent_id, hyp_id, <name>_<feature>...`, joined with other scorers on the keys.
 """
 
@@ -14,6 +15,7 @@ import logging
 import numpy as np
 import pandas as pd
 import torch
+from sacrebleu.metrics import BLEU, CHRF
 from tqdm import tqdm
 
 from . import models
@@ -71,10 +73,34 @@ def score_length(nbest: pd.DataFrame, sources: pd.DataFrame, name: str) -> pd.Da
     })
 
 
+def mbr_utilities(hypotheses: list[str], metric) -> np.ndarray:
+    """Mean utility of each hypothesis with the others of its list as pseudo-references."""
+    n = len(hypotheses)
+    if n < 2:
+        return np.zeros(n)
+    utility = np.zeros((n, n))
+    for i, hyp in enumerate(hypotheses):
+        for j, other in enumerate(hypotheses):
+            if i != j:
+                utility[i, j] = metric.sentence_score(hyp, [other]).score
+    return utility.sum(1) / (n - 1)
+
+
+def score_mbr(nbest: pd.DataFrame, name: str) -> pd.DataFrame:
+    metrics = {"chrf": CHRF(), "bleu": BLEU(effective_order=True)}
+    groups = list(nbest.groupby("sent_id", sort=False))
+    keys = pd.concat([g[KEYS] for _, g in groups], ignore_index=True)
+    columns = {}
+    for metric_name, metric in metrics.items():
+        values = [mbr_utilities(list(g.hypothesis), metric) for _, g in tqdm(groups, desc=f"mbr {metric_name}", mininterval=30)]
+        columns[f"{name}_{metric_name}"] = np.concatenate(values) if values else np.zeros(0)
+    return keys.assign(**columns)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--name", required=True, help="scorer name: the prefix of its feature columns")
-    p.add_argument("--kind", required=True, choices=["forced_decoding", "length"])
+    p.add_argument("--kind", required=True, choices=["forced_decoding", "length", "mbr"])
     p.add_argument("--model", help="model directory or Hugging Face id (neural kinds)")
     p.add_argument("--nbest", required=True, help="n-best shard (Parquet)")
     p.add_argument("--sources", required=True, help="sentence table with sent_id and source")
@@ -92,6 +118,8 @@ def run(args) -> None:
     nbest, sources = read_table(args.nbest), read_table(args.sources, columns=["sent_id", "source"])
     if args.kind == "forced_decoding":
         features = score_forced(nbest, sources, args.name, args.model, args.batch_size)
+    elif args.kind == "mbr":
+        features = score_mbr(nbest, args.name)
     else:
         features = score_length(nbest, sources, args.name)
     log.info("scored %d hypotheses with %s", len(features), args.name)
