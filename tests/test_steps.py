@@ -171,7 +171,7 @@ def test_nbest_table_and_shards(tune_nbest, data_dir, teacher_dir, work, config)
 def test_forced_decoding_matches_beam_scores(tune_nbest, tune_features):
     nbest = pd.read_parquet(tune_nbest)
     features = pd.read_parquet(tune_features[0])
-    assert list(features.columns) == ["sent_id", "hyp_id", "teacher_logprob", "teacher_logprob_per_token"]
+    assert list(features.columns) == ["sent_id", "hyp_id", "teacher_logprob", "teacher_logprob_per_token", "teacher_tokens"]
     joined = nbest.merge(features, on=["sent_id", "hyp_id"], validate="one_to_one")
     assert len(joined) == len(nbest)
     assert np.isfinite(joined.teacher_logprob).all() and (joined.teacher_logprob < 0).all()
@@ -187,8 +187,9 @@ def test_reranker_weights_and_diagnostics(weights, tune_nbest, tune_features, da
     from mtdistill import tune_reranker
 
     w = json.loads(weights.read_text())
-    assert w["features"] == ["nbest_score", "teacher_logprob", "teacher_logprob_per_token", "length_hyp_words", "length_ratio"]
-    assert len(w["weights"]) == len(w["mean"]) == len(w["std"]) == 5
+    assert w["features"] == ["nbest_score", "teacher_logprob", "teacher_logprob_per_token", "teacher_tokens",
+                             "length_hyp_words", "length_ratio"]
+    assert len(w["weights"]) == len(w["mean"]) == len(w["std"]) == 6
     assert all(math.isfinite(x) for x in w["weights"]) and any(x != 0 for x in w["weights"])
     tune = w["tune"]
     assert tune["oracle_bleu"] >= max(tune["top1_bleu"], tune["reranked_bleu"]) - 1e-9
@@ -305,3 +306,17 @@ def test_mbr_prefers_the_consensus_hypothesis(tmp_path):
     # the utility of a hypothesis is its mean sentence score against the others
     expected = np.mean([sacrebleu.sentence_chrf(hyps[0], [h]).score for h in hyps[1:]])
     assert features.mbr_chrf[0] == pytest.approx(expected)
+
+
+def test_scorer_cost_record_and_missing_model(tmp_path, tune_nbest, data_dir, capsys):
+    from mtdistill import score
+
+    common = ["--nbest", str(tune_nbest), "--sources", str(data_dir / "tune.parquet")]
+    assert score.main(["--name", "length", "--kind", "length", *common, "--out", str(tmp_path / "f.parquet"),
+                       "--cost-out", str(tmp_path / "cost.json")]) == 0
+    cost = json.loads((tmp_path / "cost.json").read_text())
+    assert cost["hypotheses"] == len(pd.read_parquet(tune_nbest)) and cost["seconds"] > 0 and cost["hypotheses_per_s"] > 0
+    assert score.main(["--name", "backward", "--kind", "forced_decoding", "--model", "/no/such/model", *common,
+                       "--out", str(tmp_path / "g.parquet")]) == 2
+    assert "scorer 'backward': /no/such/model: directory not found" in capsys.readouterr().err
+    assert not (tmp_path / "g.parquet").exists()

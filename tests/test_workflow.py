@@ -127,6 +127,7 @@ def test_end_to_end_tiny_run(tmp_path):
     assert (table.parameters[1:] < table.parameters[0]).all()
     report = (workdir / "results" / "report.md").read_text()
     assert "nrefs:3" in report and "Reranker" in report
+    assert "## Scorers" in report and all(name in report for name in ("teacher", "length", "mbr"))
     for rule in ("train_teacher", "decode_nbest", "score", "train_student", "evaluate"):
         assert any((workdir / "results" / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule

@@ -25,7 +25,15 @@ def report_table(evaluations: list[dict], trainings: dict[str, dict]) -> pd.Data
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None) -> str:
+def scorer_costs(costs: list[dict]) -> pd.DataFrame:
+    """Per scorer, over all its jobs: hypotheses, seconds, throughput and seconds per 1k hypotheses."""
+    table = pd.DataFrame(costs).groupby(["scorer", "kind"], as_index=False)[["hypotheses", "seconds"]].sum()
+    table["hypotheses_per_s"] = table.hypotheses / table.seconds
+    table["seconds_per_1k"] = 1000 * table.seconds / table.hypotheses
+    return table
+
+
+def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None, costs: pd.DataFrame | None = None) -> str:
     ev = evaluations[0]
     lines = [
         "# mtdistill report", "",
@@ -42,6 +50,9 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None
                   f"top-1 BLEU {reranker['tune']['top1_bleu']:.2f}, reranked {reranker['tune']['reranked_bleu']:.2f}, "
                   f"oracle {reranker['tune']['oracle_bleu']:.2f}.", "",
                   pd.DataFrame({"feature": reranker["features"], "weight": reranker["weights"]}).to_markdown(index=False, floatfmt=".3f"), ""]
+    if costs is not None and len(costs):
+        lines += ["## Scorers", "", "Cost over every scoring job (model loading included):", "",
+                  costs.to_markdown(index=False, floatfmt=".2f"), ""]
     return "\n".join(lines)
 
 
@@ -50,6 +61,7 @@ def parse_args(argv=None):
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files")
     p.add_argument("--models", nargs="*", default=[], help="model directories (for training.json), same order")
     p.add_argument("--weights", help="reranker weights JSON")
+    p.add_argument("--costs", nargs="*", default=[], help="scorer cost records (JSON)")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
     return p.parse_args(argv)
@@ -65,7 +77,8 @@ def run(args) -> None:
     with atomic_path(args.csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(args.markdown) as tmp:
-        tmp.write_text(markdown(table, evaluations, read_json(args.weights) if args.weights else None), encoding="utf-8")
+        costs = scorer_costs([read_json(p) for p in args.costs]) if args.costs else None
+        tmp.write_text(markdown(table, evaluations, read_json(args.weights) if args.weights else None, costs), encoding="utf-8")
 
 
 def main(argv=None) -> int:

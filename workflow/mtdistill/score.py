@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import time
 
 import numpy as np
 import pandas as pd
@@ -19,7 +20,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from tqdm import tqdm
 
 from . import models
-from .files import read_table, run_main, write_table
+from .files import read_table, run_main, write_json, write_table
 from .features import KEYS
 
 log = logging.getLogger("mtdistill")
@@ -61,7 +62,9 @@ def score_forced(nbest: pd.DataFrame, sources: pd.DataFrame, name: str, model_pa
     keys = pd.concat([g[KEYS] for _, g in groups], ignore_index=True)
     sums = np.array([s for s, _ in scored])
     counts = np.array([n for _, n in scored])
-    return keys.assign(**{f"{name}_logprob": sums, f"{name}_logprob_per_token": sums / np.maximum(counts, 1)})
+    return keys.assign(**{
+        f"{name}_logprob": sums, f"{name}_logprob_per_token": sums / np.maximum(counts, 1), f"{name}_tokens": counts.astype(float),
+    })
 
 
 def score_length(nbest: pd.DataFrame, sources: pd.DataFrame, name: str) -> pd.DataFrame:
@@ -107,6 +110,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=16, help="source sentences per batch")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
+    p.add_argument("--cost-out", help="JSON cost record: seconds and hypotheses per second, model loading included")
     args = p.parse_args(argv)
     if args.kind == "forced_decoding" and not args.model:
         p.error(f"scorer {args.name!r} of kind forced_decoding needs --model")
@@ -114,6 +118,7 @@ def parse_args(argv=None):
 
 
 def run(args) -> None:
+    started = time.perf_counter()
     models.set_threads(args.threads)
     nbest, sources = read_table(args.nbest), read_table(args.sources, columns=["sent_id", "source"])
     if args.kind == "forced_decoding":
@@ -122,8 +127,12 @@ def run(args) -> None:
         features = score_mbr(nbest, args.name)
     else:
         features = score_length(nbest, sources, args.name)
-    log.info("scored %d hypotheses with %s", len(features), args.name)
+    seconds = time.perf_counter() - started
+    log.info("scored %d hypotheses with %s in %.1f s", len(features), args.name, seconds)
     write_table(features, args.out)
+    if args.cost_out:
+        write_json({"scorer": args.name, "kind": args.kind, "hypotheses": len(features), "seconds": seconds,
+                    "hypotheses_per_s": len(features) / seconds, "threads": args.threads}, args.cost_out)
 
 
 def main(argv=None) -> int:

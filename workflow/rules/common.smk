@@ -47,6 +47,16 @@ def feature_shards(set_name):
     )
 
 
+def scorer_costs():
+    """Cost records of every scoring job in the DAG."""
+    return [
+        f"results/features/{set_name}/{scorer}/{shard}.cost.json"
+        for set_name in ["tune", *config["transfer_sets"]]
+        for scorer in SCORERS
+        for shard in range(config["decode"]["shards"][set_name])
+    ]
+
+
 def scorer_inputs(wildcards):
     """The n-best shard, its source sentences and, for the teacher scorer, the teacher."""
     inputs = {

@@ -28,6 +28,7 @@ rule report:
         evaluations=expand("results/eval/{system}.json", system=SYSTEMS),
         models=[model_dir(system) for system in SYSTEMS],
         weights="results/reranker/weights.json",
+        costs=scorer_costs(),
     output:
         markdown="results/report.md",
         csv=report(
@@ -42,5 +43,5 @@ rule report:
         "../../envs/mtdistill.yaml"
     shell:
         "python -m mtdistill.report --evaluations {input.evaluations}"
-        " --models {input.models} --weights {input.weights}"
+        " --models {input.models} --weights {input.weights} --costs {input.costs}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

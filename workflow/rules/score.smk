@@ -2,7 +2,8 @@ rule score:
     input:
         unpack(scorer_inputs),
     output:
-        "results/features/{set}/{scorer}/{shard}.parquet",
+        features="results/features/{set}/{scorer}/{shard}.parquet",
+        cost="results/features/{set}/{scorer}/{shard}.cost.json",
     log:
         "logs/score/{set}.{scorer}.{shard}.log",
     benchmark:
@@ -19,4 +20,5 @@ rule score:
     shell:
         "python -m mtdistill.score --name {wildcards.scorer} --kind {params.kind}"
         " {params.model} --nbest {input.nbest} --sources {input.sources}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --threads {threads} --out {output.features}"
+        " --cost-out {output.cost} > {log} 2>&1"
