@@ -55,6 +55,11 @@ def translate(model, tokenizer, sources: list[str], beam: int = 1, nbest: int = 
     return results
 
 
+def best_translations(model, tokenizer, sources: list[str], **options) -> list[str]:
+    """The single best translation of each source."""
+    return [nbest[0][0] for nbest in translate(model, tokenizer, sources, **options)]
+
+
 def decode_table(model, tokenizer, table: pd.DataFrame, beam: int, nbest: int, batch_size: int, max_len_a: float, max_len_b: int) -> pd.DataFrame:
     hyps = translate(model, tokenizer, list(table.source), beam, nbest, batch_size, max_len_a, max_len_b, progress=True)
     rows = [

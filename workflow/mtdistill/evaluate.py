@@ -11,7 +11,7 @@ from pathlib import Path
 import sacrebleu
 
 from . import models
-from .decode import translate
+from .decode import best_translations
 from .features import reference_streams
 from .files import read_table, run_main, write_json
 
@@ -31,7 +31,7 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int) -> dic
               "size_mb": disk_megabytes(model_path), "test_sentences": len(test), "references": len(refs)}
     for decoding, width in (("greedy", 1), ("beam", beam)):
         started = time.perf_counter()
-        hyps = [nbest[0][0] for nbest in translate(model, tokenizer, list(test.source), beam=width, batch_size=batch_size)]
+        hyps = best_translations(model, tokenizer, list(test.source), beam=width, batch_size=batch_size)
         seconds = time.perf_counter() - started
         bleu = sacrebleu.metrics.BLEU()
         chrf = sacrebleu.metrics.CHRF()

@@ -104,10 +104,14 @@ def load(path: str | Path, what: str = "model"):
         model = AutoModelForSeq2SeqLM.from_pretrained(str(path))
     except (OSError, ValueError) as err:
         raise InputError(f"{what}: cannot load {path!r} as a Hugging Face seq2seq model ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
-    if model.generation_config.forced_eos_token_id is not None or model.generation_config.bad_words_ids is None:
-        model.generation_config.forced_eos_token_id = None
-        model.generation_config.bad_words_ids = [[tokenizer.pad_token_id]]
+    configure_generation(model, tokenizer)  # pretrained models too: no forced EOS, never <pad>
     return model.to(device()).eval(), tokenizer
+
+
+def load_tokenizer(path: str | Path):
+    if not Path(path).is_dir():
+        raise InputError(f"tokenizer: {path}: directory not found")
+    return AutoTokenizer.from_pretrained(str(path))
 
 
 def save(model, tokenizer, outdir: Path) -> None:
@@ -118,12 +122,6 @@ def save(model, tokenizer, outdir: Path) -> None:
 def count_parameters(model) -> int:
     """Unique parameters (tied embeddings counted once)."""
     return sum(p.numel() for p in model.parameters())
-
-
-def load_tokenizer(path: str | Path):
-    if not Path(path).is_dir():
-        raise InputError(f"tokenizer: {path}: directory not found")
-    return AutoTokenizer.from_pretrained(str(path))
 
 
 def copy_matching_weights(student, teacher_dir: str | Path) -> list[str]:

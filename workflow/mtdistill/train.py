@@ -23,7 +23,7 @@ import sacrebleu
 from tqdm import tqdm
 
 from . import models
-from .decode import translate
+from .decode import best_translations
 from .features import reference_streams
 from .files import InputError, atomic_path, read_tables, read_table, run_main, seed_everything
 
@@ -102,7 +102,7 @@ def save_checkpoint(path: Path, state: dict) -> None:
 def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
     """Corpus BLEU of greedy translations of the dev set, against all its references."""
     model.eval()
-    hyps = [nbest[0][0] for nbest in translate(model, tokenizer, list(dev.source), max_len=max_len)]
+    hyps = best_translations(model, tokenizer, list(dev.source), max_len=max_len)
     model.train()
     return sacrebleu.corpus_bleu(hyps, reference_streams(dev)).score
 
