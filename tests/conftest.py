@@ -104,3 +104,32 @@ def weights(work, data_dir, tune_nbest, tune_features) -> Path:
     assert tune_reranker.main(["--nbest", str(tune_nbest), "--features", *map(str, tune_features),
                                "--references", str(data_dir / "tune.parquet"), "--metric", "chrf", "--out", str(out)]) == 0
     return out
+
+
+def train_helper(work: Path, data_dir: Path, tokenizer_dir: Path, config: dict, name: str, mode: list[str]) -> Path:
+    """A helper model (r2l, backward, lm) trained on the tiny data as the workflow's rule does."""
+    from mtdistill import train
+
+    out = work / name
+    tables = [str(data_dir / "train.parquet")] + ([str(data_dir / "lm.parquet")] if name == "lm" else [])
+    options = {**config["teacher"]["train"], **config[name]["train"]}
+    argv = ["--train", *tables, "--dev", str(data_dir / "dev.parquet"), "--tokenizer", str(tokenizer_dir), *mode,
+            "--arch", json.dumps(config[name]["arch"]), *[x for k, v in options.items() for x in (f"--{k.replace('_', '-')}", str(v))],
+            "--seed", "1", "--threads", "2", "--out", str(out)]
+    assert train.main(argv) == 0
+    return out
+
+
+@pytest.fixture(scope="session")
+def r2l_dir(work, data_dir, tokenizer_dir, config) -> Path:
+    return train_helper(work, data_dir, tokenizer_dir, config, "r2l", ["--direction", "r2l"])
+
+
+@pytest.fixture(scope="session")
+def backward_dir(work, data_dir, tokenizer_dir, config) -> Path:
+    return train_helper(work, data_dir, tokenizer_dir, config, "backward", ["--direction", "backward"])
+
+
+@pytest.fixture(scope="session")
+def lm_dir(work, data_dir, tokenizer_dir, config) -> Path:
+    return train_helper(work, data_dir, tokenizer_dir, config, "lm", ["--task", "lm"])

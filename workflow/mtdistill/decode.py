@@ -29,12 +29,14 @@ def shard_rows(table: pd.DataFrame, shard: int, num_shards: int) -> pd.DataFrame
 
 @torch.no_grad()
 def translate(model, tokenizer, sources: list[str], beam: int = 1, nbest: int = 1, batch_size: int = 32,
-              max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, progress: bool = False) -> list[list[tuple[str, float]]]:
+              max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, progress: bool = False,
+              r2l: bool = False) -> list[list[tuple[str, float]]]:
     """Translate `sources`; per source, `nbest` (hypothesis, score) pairs, best first.
 
     Beam search stops as soon as `beam` finished hypotheses exist (early_stopping=True), which
     equals CTranslate2's default; the output length is capped at a*source_len + b tokens.
     Sources are sorted by length so each batch pads little; results come back in input order.
+    With `r2l` the model writes its tokens right to left; they come back in normal order.
     """
     device = next(model.parameters()).device
     lengths = [len(s.split()) for s in sources]
@@ -48,7 +50,8 @@ def translate(model, tokenizer, sources: list[str], beam: int = 1, nbest: int = 
         out = model.generate(
             **enc, **search, num_return_sequences=nbest, max_new_tokens=limit, do_sample=False, return_dict_in_generate=True
         )
-        texts = tokenizer.batch_decode(out.sequences, skip_special_tokens=True)
+        sequences = [models.reverse_tokens(seq, tokenizer) for seq in out.sequences.tolist()] if r2l else out.sequences
+        texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(texts)
         for k, i in enumerate(indices):
             results[i] = list(zip(texts[k * nbest : (k + 1) * nbest], scores[k * nbest : (k + 1) * nbest]))
@@ -60,8 +63,9 @@ def best_translations(model, tokenizer, sources: list[str], **options) -> list[s
     return [nbest[0][0] for nbest in translate(model, tokenizer, sources, **options)]
 
 
-def decode_table(model, tokenizer, table: pd.DataFrame, beam: int, nbest: int, batch_size: int, max_len_a: float, max_len_b: int) -> pd.DataFrame:
-    hyps = translate(model, tokenizer, list(table.source), beam, nbest, batch_size, max_len_a, max_len_b, progress=True)
+def decode_table(model, tokenizer, table: pd.DataFrame, beam: int, nbest: int, batch_size: int, max_len_a: float,
+                 max_len_b: int, r2l: bool = False) -> pd.DataFrame:
+    hyps = translate(model, tokenizer, list(table.source), beam, nbest, batch_size, max_len_a, max_len_b, progress=True, r2l=r2l)
     rows = [
         (sent_id, hyp_id, text, score)
         for sent_id, nbest_list in zip(table.sent_id, hyps)
@@ -81,6 +85,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=32, help="source sentences per batch")
     p.add_argument("--max-len-a", type=float, default=1.5)
     p.add_argument("--max-len-b", type=int, default=10)
+    p.add_argument("--r2l", action="store_true", help="the model writes right to left (trained with --direction r2l)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     args = p.parse_args(argv)
@@ -95,8 +100,10 @@ def run(args) -> None:
     models.set_threads(args.threads)
     model, tokenizer = models.load(args.model)
     table = shard_rows(read_table(args.input), args.shard, args.num_shards)
-    log.info("decoding %d sentences (shard %d/%d), beam %d, %d-best", len(table), args.shard, args.num_shards, args.beam, args.nbest)
-    write_table(decode_table(model, tokenizer, table, args.beam, args.nbest, args.batch_size, args.max_len_a, args.max_len_b), args.out)
+    log.info("decoding %d sentences (shard %d/%d), beam %d, %d-best%s", len(table), args.shard, args.num_shards, args.beam,
+             args.nbest, ", right to left" if args.r2l else "")
+    nbest = decode_table(model, tokenizer, table, args.beam, args.nbest, args.batch_size, args.max_len_a, args.max_len_b, args.r2l)
+    write_table(nbest, args.out)
 
 
 def main(argv=None) -> int:

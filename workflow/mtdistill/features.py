@@ -13,8 +13,12 @@ KEYS = ["sent_id", "hyp_id"]
 
 
 def load_scored_nbest(nbest_paths, feature_paths) -> pd.DataFrame:
-    """n-best rows with every feature column joined on (sent_id, hyp_id)."""
-    table = read_tables(nbest_paths).rename(columns={"score": "nbest_score"})
+    """n-best rows with every feature column joined on (sent_id, hyp_id).
+
+    The beam `score` is left out: hypotheses of a merged list that only the right-to-left
+    decoder found have none; forced-decoding scorers give every hypothesis the same evidence.
+    """
+    table = read_tables(nbest_paths).drop(columns="score")
     features: dict[str, list] = {}
     for path in feature_paths:  # shards of one scorer share their columns: concatenate, then join
         features.setdefault(tuple(pq.read_schema(path).names), []).append(path)

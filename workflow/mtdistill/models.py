@@ -14,7 +14,10 @@ from pathlib import Path
 
 import sentencepiece as spm
 import torch
-from transformers import AutoModelForSeq2SeqLM, AutoTokenizer, MarianConfig, MarianMTModel, MarianTokenizer
+from transformers import (
+    AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, MarianConfig, MarianMTModel,
+    MarianTokenizer,
+)
 
 from .files import InputError
 
@@ -79,6 +82,17 @@ def build_model(arch: dict, tokenizer) -> MarianMTModel:
     return model
 
 
+def build_lm(arch: dict, tokenizer) -> GPT2LMHeadModel:
+    """A GPT-2-style causal LM over the shared vocabulary; `</s>` doubles as the start token."""
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=arch.get("max_positions", 256), n_embd=arch["d_model"],
+        n_layer=arch["layers"], n_head=arch["heads"], n_inner=arch["ffn_dim"],
+        resid_pdrop=arch.get("dropout", 0.1), embd_pdrop=arch.get("dropout", 0.1), attn_pdrop=0.0,
+        bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id,
+    )
+    return GPT2LMHeadModel(config)
+
+
 def configure_generation(model, tokenizer) -> None:
     """Explicit generation settings: never emit <pad>, no forced EOS, lengths set per call."""
     gen = model.generation_config
@@ -95,17 +109,32 @@ def keep_pad_row_zero(model) -> None:
         weight.register_hook(lambda grad: grad.index_fill(0, torch.tensor([pad], device=grad.device), 0.0))
 
 
-def load(path: str | Path, what: str = "model"):
-    """Model and tokenizer from a local directory or a Hugging Face id."""
+def load(path: str | Path, what: str = "model", causal: bool = False):
+    """Model and tokenizer from a local directory or a Hugging Face id (seq2seq, or a causal LM)."""
     if str(path).startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
         raise InputError(f"{what}: {path}: directory not found")
     try:
         tokenizer = AutoTokenizer.from_pretrained(str(path))
-        model = AutoModelForSeq2SeqLM.from_pretrained(str(path))
+        model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(str(path))
     except (OSError, ValueError) as err:
-        raise InputError(f"{what}: cannot load {path!r} as a Hugging Face seq2seq model ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
-    configure_generation(model, tokenizer)  # pretrained models too: no forced EOS, never <pad>
+        kind = "causal LM" if causal else "seq2seq model"
+        raise InputError(f"{what}: cannot load {path!r} as a Hugging Face {kind} ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
+    if not causal:
+        configure_generation(model, tokenizer)  # pretrained models too: no forced EOS, never <pad>
     return model.to(device()).eval(), tokenizer
+
+
+def reverse_tokens(ids: list[int], tokenizer) -> list[int]:
+    """A right-to-left model's token order: the real tokens reversed, a trailing `</s>` kept last.
+
+    An involution on token sequences, so the same call turns R2L output back into normal order;
+    a leading decoder start token (`<pad>`) is dropped.
+    """
+    specials = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    end = len(ids)
+    while end and ids[end - 1] in specials:
+        end -= 1
+    return [i for i in ids[:end] if i not in specials][::-1] + list(ids[end:])
 
 
 def load_tokenizer(path: str | Path):

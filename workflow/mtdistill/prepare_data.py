@@ -1,8 +1,9 @@
 """Prepare the corpus: read it, normalise, filter, split by whole documents, build transfer sets.
 
-Writes `train, tune, dev, test, bitext, mono` Parquet tables (columns `sent_id, doc_id, source,
+Writes `train, tune, dev, test, bitext, mono, lm` Parquet tables (columns `sent_id, doc_id, source,
 target, references`) plus `stats.json` into --outdir. `bitext` and `mono` are the transfer sets
-the teacher labels: sources drawn from training documents only.
+the teacher labels: sources drawn from training documents only. `lm` is monolingual target text
+from training documents for the target language model (no held-out target or reference in it).
 """
 
 from __future__ import annotations
@@ -54,13 +55,14 @@ def resolve_books(db: sqlite3.Connection, books, key: str) -> list[int]:
     return resolved
 
 
-def read_bible(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Verse-aligned bitext (with extra reference versions) and monolingual source verses."""
+def read_bible(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Verse-aligned bitext (with extra reference versions), monolingual source and target verses."""
     db = sqlite3.connect(bible_db_path())
     known = {code for (code,) in db.execute("select distinct bbName from bible")}
     versions = {"source": [spec["source"]], "target": [spec["target"]]}
     versions["references"] = spec.get("references", [])
     versions["mono"] = spec.get("mono", [])
+    versions["mono_target"] = spec.get("mono_target", [])
     for key, codes in versions.items():
         for code in codes:
             if code not in known:
@@ -89,6 +91,11 @@ def read_bible(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         df = verses(code).reset_index()
         mono.append(pd.DataFrame({"sent_id": code + ":" + df.sent_id, "doc_id": df.book.astype(str), "source": df.text}))
     mono = pd.concat(mono, ignore_index=True) if mono else pd.DataFrame(columns=["sent_id", "doc_id", "source"])
+    mono_target = [
+        pd.DataFrame({"sent_id": code + ":" + df.sent_id, "doc_id": df.book.astype(str), "target": df.text})
+        for code in versions["mono_target"] for df in [verses(code).reset_index()]
+    ]
+    mono_target = pd.concat(mono_target, ignore_index=True) if mono_target else pd.DataFrame(columns=["sent_id", "doc_id", "target"])
 
     books = {split: resolve_books(db, spec.get(f"{split}_books"), f"{split}_books") for split in HELD_OUT}
     train_books = resolve_books(db, spec.get("train_books"), "train_books")
@@ -97,15 +104,15 @@ def read_bible(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
     keep = {str(b) for b in (train_books or range(1, 67))} | set(split)
     bitext = bitext[bitext.doc_id.isin(keep)].copy()
     bitext["split"] = bitext.doc_id.map(split).fillna("train")
-    mono = mono[mono.doc_id.isin(keep - {str(b) for b in held})]
-    return bitext, mono
+    training = keep - {str(b) for b in held}
+    return bitext, mono[mono.doc_id.isin(training)], mono_target[mono_target.doc_id.isin(training)]
 
 
 # --------------------------------------------------------------------------- files
 
 
-def read_parallel_files(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """User bitext (two plain files or one TSV with a header) and optional monolingual sources."""
+def read_parallel_files(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """User bitext (two plain files or one TSV with a header), optional monolingual sources and targets."""
     parallel = spec["parallel"]
     if "tsv" in parallel:
         path = parallel["tsv"]
@@ -153,7 +160,12 @@ def read_parallel_files(spec: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
         lines = read_lines(path)
         mono.append(pd.DataFrame({"sent_id": [f"M{k}:{n:08d}" for n in range(1, len(lines) + 1)], "doc_id": f"mono{k}", "source": lines}))
     mono = pd.concat(mono, ignore_index=True) if mono else pd.DataFrame(columns=["sent_id", "doc_id", "source"])
-    return df, mono
+    mono_target = [
+        pd.DataFrame({"sent_id": [f"T{k}:{n:08d}" for n in range(1, len(lines) + 1)], "doc_id": f"mono_target{k}", "target": lines})
+        for k, path in enumerate(spec.get("mono_target", [])) for lines in [read_lines(path)]
+    ]
+    mono_target = pd.concat(mono_target, ignore_index=True) if mono_target else pd.DataFrame(columns=["sent_id", "doc_id", "target"])
+    return df, mono, mono_target
 
 
 # --------------------------------------------------------------------------- shared steps
@@ -187,16 +199,18 @@ def check_leakage(held_out: dict[str, pd.DataFrame], seen: dict[str, pd.DataFram
 
 def prepare(spec: dict) -> dict[str, pd.DataFrame]:
     if spec["source"] == "bible":
-        bitext, mono = read_bible(spec["bible"])
+        bitext, mono, mono_target = read_bible(spec["bible"])
     else:
-        bitext, mono = read_parallel_files({**spec["files"], "seed": spec["seed"]})
+        bitext, mono, mono_target = read_parallel_files({**spec["files"], "seed": spec["seed"]})
     for column in ("source", "target"):
         bitext[column] = bitext[column].map(normalise)
     bitext["references"] = [[normalise(r) for r in refs if r] for refs in bitext.references]
     mono["source"] = mono.source.map(normalise)
+    mono_target["target"] = mono_target.target.map(normalise)
 
     bitext = bitext[length_ok(bitext.source, bitext.target, spec["filter"])]
     mono = mono[length_ok(mono.source, None, spec["filter"])]
+    mono_target = mono_target[length_ok(mono_target.target, None, spec["filter"])]
 
     sets, taken = {}, set()
     for name in HELD_OUT:
@@ -209,6 +223,11 @@ def prepare(spec: dict) -> dict[str, pd.DataFrame]:
         train = train[~train.source.isin(taken)]
         mono = mono[~mono.source.isin(taken)]
     sets["train"] = train
+    # Target-language LM text: no sentence that is also a held-out target or reference.
+    held_targets = {t for name in HELD_OUT for t in [*sets[name].target, *(r for refs in sets[name].references for r in refs)]}
+    sets["lm"] = mono_target[~mono_target.target.isin(held_targets | set(train.target))].drop_duplicates("target").assign(
+        source=None, references=None
+    )
 
     rng = np.random.default_rng(spec["seed"])
     size = spec["transfer"]["bitext_size"]
@@ -219,7 +238,7 @@ def prepare(spec: dict) -> dict[str, pd.DataFrame]:
 
     check_leakage({n: sets[n] for n in HELD_OUT}, {n: sets[n] for n in ("train", "bitext", "mono")})
     for name, df in sets.items():
-        if name != "mono" and len(df) == 0:
+        if name not in ("mono", "lm") and len(df) == 0:
             raise InputError(f"the {name} set is empty after filtering: check data.{spec['source']} and data.filter")
     return {name: df[COLUMNS].reset_index(drop=True) for name, df in sets.items()}
 
@@ -237,7 +256,8 @@ def run(args) -> None:
     for name, df in sets.items():
         write_table(df, out / f"{name}.parquet")
     stats = {name: {"sentences": len(df), "documents": int(df.doc_id.nunique()),
-                    "source_words": int(df.source.str.split().str.len().sum())} for name, df in sets.items()}
+                    "words": int(df[side].fillna("").str.split().str.len().sum())}
+             for name, df in sets.items() for side in ["target" if name == "lm" else "source"]}
     write_json(stats, out / "stats.json")
 
 

@@ -2,7 +2,7 @@
 
 Strategies:
   ref       the original reference (bitext only)
-  top1      the teacher's best beam hypothesis: sequence-level KD (Kim & Rush 2016)
+  top1      the (left-to-right) teacher's best beam hypothesis: sequence-level KD (Kim & Rush 2016)
   seqinter  the n-best hypothesis with the best smoothed sentence BLEU against the reference (Seq-Inter)
   rerank    the argmax of the tuned reranker score (Setiawan 2024)
 Output (Parquet): `sent_id, source, label, hyp_id, strategy` (hyp_id -1 for the reference).
@@ -28,7 +28,7 @@ def select(strategy: str, sentences: pd.DataFrame, nbest_paths=(), feature_paths
         chosen = sentences.assign(hypothesis=sentences.target, hyp_id=-1)
     elif strategy == "top1":
         nbest = read_tables(nbest_paths)
-        chosen = pick(nbest, nbest.score.to_numpy())
+        chosen = nbest[nbest.hyp_id == 0]  # merged lists keep the left-to-right beam best first
     elif strategy == "seqinter":
         nbest = read_tables(nbest_paths)
         chosen = pick(nbest, sentence_gains(nbest.hypothesis, per_hypothesis_refs(nbest, sentences)))

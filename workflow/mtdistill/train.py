@@ -1,8 +1,13 @@
-"""Train a Marian-style translation model (teacher or student) with cross-entropy on labels.
+"""Train a model with cross-entropy on labels: a Marian-style translation model (teacher, student,
+right-to-left teacher, backward model) or a GPT-2-style target language model.
 
-The training table needs `source` and the --label-column; the dev table `source` and `target`.
-The checkpoint with the lowest dev loss is kept and saved with `save_pretrained`, together with
-the tokenizer and `training.json` (arguments, learning curve, best step, parameter count).
+--direction l2r      source -> label column (teachers and students)
+            r2l      source -> label tokens reversed (right-to-left teacher, Setiawan 2024)
+            backward label column -> source (the noisy-channel model p(source | target))
+--task lm            a causal LM on the label column alone (rows without it are skipped)
+The training tables need `source` and the --label-column; the dev table `source` and `target`.
+The best dev checkpoint is kept and saved with `save_pretrained`, together with the tokenizer and
+`training.json` (arguments, learning curve, best step, parameter count).
 """
 
 from __future__ import annotations
@@ -30,9 +35,17 @@ from .files import InputError, atomic_path, read_tables, read_table, run_main, s
 log = logging.getLogger("mtdistill")
 
 
-def encode(tokenizer, sources: list[str], targets: list[str], max_len: int) -> list[tuple[list[int], list[int]]]:
-    enc = tokenizer(sources, text_target=targets, truncation=True, max_length=max_len)
-    return list(zip(enc["input_ids"], enc["labels"]))
+def encode(tokenizer, sources: list[str], targets: list[str], max_len: int, direction: str = "l2r",
+           task: str = "seq2seq") -> list[tuple[list[int], list[int]]]:
+    """(source ids, label ids) pairs; an LM has no source, an R2L model reversed labels."""
+    if direction == "backward":
+        sources, targets = targets, sources
+    labels = tokenizer(text_target=targets, truncation=True, max_length=max_len)["input_ids"]
+    if direction == "r2l":
+        labels = [models.reverse_tokens(ids, tokenizer) for ids in labels]
+    if task == "lm":
+        return [([], ids) for ids in labels]
+    return list(zip(tokenizer(sources, truncation=True, max_length=max_len)["input_ids"], labels))
 
 
 def token_batches(pairs, batch_tokens: int, rng: np.random.Generator) -> list[list[int]]:
@@ -53,17 +66,20 @@ def token_batches(pairs, batch_tokens: int, rng: np.random.Generator) -> list[li
     return batches
 
 
-def collate(pairs, indices, pad: int, device: torch.device):
-    src = [torch.tensor(pairs[i][0]) for i in indices]
+def collate(pairs, indices, pad: int, device: torch.device, start: int | None = None):
+    """Padded model inputs and labels; `start` is the decoder start token (default <pad>, Marian's)."""
+    start = pad if start is None else start
     tgt = [torch.tensor(pairs[i][1]) for i in indices]
-    input_ids = torch.nn.utils.rnn.pad_sequence(src, batch_first=True, padding_value=pad)
     labels = torch.nn.utils.rnn.pad_sequence(tgt, batch_first=True, padding_value=-100)
-    # decoder input = labels shifted right, starting from <pad> (Marian's decoder start token)
-    decoder_input_ids = torch.cat([torch.full((len(tgt), 1), pad), labels[:, :-1].masked_fill(labels[:, :-1] == -100, pad)], 1)
+    shifted = torch.cat([torch.full((len(tgt), 1), start), labels[:, :-1].masked_fill(labels[:, :-1] == -100, pad)], 1)
+    if not pairs[indices[0]][0]:  # causal LM: the shifted labels are the whole input
+        return {"input_ids": shifted.to(device), "attention_mask": (labels != -100).to(device)}, labels.to(device)
+    src = [torch.tensor(pairs[i][0]) for i in indices]
+    input_ids = torch.nn.utils.rnn.pad_sequence(src, batch_first=True, padding_value=pad)
     return {
         "input_ids": input_ids.to(device),
         "attention_mask": (input_ids != pad).to(device),
-        "decoder_input_ids": decoder_input_ids.to(device),
+        "decoder_input_ids": shifted.to(device),
     }, labels.to(device)
 
 
@@ -76,11 +92,11 @@ def batch_loss(model, batch, labels, label_smoothing: float = 0.0) -> tuple[torc
 
 
 @torch.no_grad()
-def dev_loss(model, pairs, batches, pad, device) -> float:
+def dev_loss(model, pairs, batches, pad, device, start=None) -> float:
     model.eval()
     total, tokens = 0.0, 0
     for indices in batches:
-        batch, labels = collate(pairs, indices, pad, device)
+        batch, labels = collate(pairs, indices, pad, device, start)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
             loss, n = batch_loss(model, batch, labels)
         total, tokens = total + loss.item(), tokens + n
@@ -111,24 +127,27 @@ def train(args) -> dict:
     seed_everything(args.seed)
     models.set_threads(args.threads)
     device = models.device()
+    lm = args.task == "lm"
     if args.init:
-        model, tokenizer = models.load(args.init, "--init")
+        model, tokenizer = models.load(args.init, "--init", causal=lm)
     else:
         tokenizer = models.load_tokenizer(args.tokenizer)
-        model = models.build_model(json.loads(args.arch), tokenizer).to(device)
+        model = (models.build_lm if lm else models.build_model)(json.loads(args.arch), tokenizer).to(device)
         if args.init_from_teacher:
             copied = models.copy_matching_weights(model, args.init_from_teacher)
             log.info("copied %d of %d tensors from %s", len(copied), len(model.state_dict()), args.init_from_teacher)
-    models.keep_pad_row_zero(model)
+    if not lm:
+        models.keep_pad_row_zero(model)
     pad = tokenizer.pad_token_id
+    start = model.config.bos_token_id if lm else None
 
     table = read_tables(args.train)
     if args.label_column not in table.columns:
         raise InputError(f"{args.train[0]}: no column {args.label_column!r} (has {', '.join(table.columns)})")
     table = table.dropna(subset=[args.label_column])
-    pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len)
+    pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len, args.direction, args.task)
     dev = read_table(args.dev)
-    dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len)
+    dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
     dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
     log.info("%d training pairs, %d dev pairs, %d parameters, device %s", len(pairs), len(dev_pairs), models.count_parameters(model), device)
 
@@ -162,7 +181,7 @@ def train(args) -> dict:
         epoch_rng = copy.deepcopy(rng.bit_generator.state)  # replaying it rebuilds this epoch's batches
         batches = token_batches(pairs, args.batch_tokens, rng)
         for position in range(skip, len(batches)):
-            batch, labels = collate(pairs, batches[position], pad, device)
+            batch, labels = collate(pairs, batches[position], pad, device, start)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 loss, tokens = batch_loss(model, batch, labels, args.label_smoothing)
             optimizer.zero_grad(set_to_none=True)
@@ -177,7 +196,7 @@ def train(args) -> dict:
                 elapsed = time.time() - window_start
                 history.append({
                     "step": step, "train_loss": window_loss / window_tokens,
-                    "dev_loss": dev_loss(model, dev_pairs, dev_batches, pad, device),
+                    "dev_loss": dev_loss(model, dev_pairs, dev_batches, pad, device, start),
                     "lr": schedule.get_last_lr()[0], "target_tokens_per_s": window_tokens / elapsed,
                 })
                 if args.select_by == "bleu":
@@ -217,9 +236,12 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--train", nargs="+", required=True, help="training table(s), Parquet")
     p.add_argument("--label-column", default="target", help="column holding the training targets")
+    p.add_argument("--direction", choices=["l2r", "r2l", "backward"], default="l2r",
+                   help="r2l: learn the label tokens reversed; backward: translate labels back into sources")
+    p.add_argument("--task", choices=["seq2seq", "lm"], default="seq2seq", help="lm: a causal LM on the labels alone")
     p.add_argument("--dev", required=True, help="dev table for checkpoint selection")
     p.add_argument("--tokenizer", help="tokenizer directory (for a model built from --arch)")
-    p.add_argument("--arch", help="architecture as JSON: d_model, encoder_layers, decoder_layers, heads, ffn_dim")
+    p.add_argument("--arch", help="architecture as JSON: d_model, encoder_layers, decoder_layers (an LM: layers), heads, ffn_dim")
     p.add_argument("--init", help="start from this model (directory or Hugging Face id) instead of --arch")
     p.add_argument("--init-from-teacher", help="copy the tensors of this model that match --arch in name and shape")
     p.add_argument("--max-steps", type=int, default=1000)
@@ -240,6 +262,10 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if not args.init and not (args.tokenizer and args.arch):
         p.error("give --init, or both --tokenizer and --arch")
+    if args.select_by == "bleu" and (args.direction != "l2r" or args.task != "seq2seq"):
+        p.error("--select-by bleu needs a left-to-right translation model (--direction l2r --task seq2seq)")
+    if args.task == "lm" and args.direction != "l2r":
+        p.error("--task lm models the labels left to right: drop --direction")
     return args
 
 

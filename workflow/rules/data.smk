@@ -6,6 +6,7 @@ rule prepare_data:
         test="results/data/test.parquet",
         bitext="results/data/bitext.parquet",
         mono="results/data/mono.parquet",
+        lm="results/data/lm.parquet",
         stats="results/data/stats.json",
     log:
         "logs/prepare_data/prepare_data.log",

@@ -1,19 +1,20 @@
 rule decode_nbest:
     input:
-        model=TEACHER,
-        sentences="results/data/{set}.parquet",
+        unpack(decoder_inputs),
     output:
-        "results/nbest/{set}/{shard}.parquet",
+        "results/nbest/{set}/{direction}/{shard}.parquet",
     log:
-        "logs/decode_nbest/{set}.{shard}.log",
+        "logs/decode_nbest/{set}.{direction}.{shard}.log",
     benchmark:
-        "results/benchmarks/decode_nbest/{set}.{shard}.tsv"
+        "results/benchmarks/decode_nbest/{set}.{direction}.{shard}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
     resources:
         gpu=1,
     params:
+        model=decoder_model,
+        r2l=r2l_option,
         num_shards=num_shards,
         beam=config["decode"]["beam"],
         nbest=config["decode"]["nbest"],
@@ -21,8 +22,26 @@ rule decode_nbest:
         max_len_a=config["decode"]["max_len_a"],
         max_len_b=config["decode"]["max_len_b"],
     shell:
-        "python -m mtdistill.decode --model {input.model} --input {input.sentences}"
+        "python -m mtdistill.decode --model {params.model:q} {params.r2l}"
+        " --input {input.sentences}"
         " --shard {wildcards.shard} --num-shards {params.num_shards}"
         " --beam {params.beam} --nbest {params.nbest} --batch-size {params.batch_size}"
         " --max-len-a {params.max_len_a} --max-len-b {params.max_len_b}"
         " --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule merge_nbest:
+    input:
+        unpack(direction_nbest),
+    output:
+        "results/nbest/{set}/{shard}.parquet",
+    log:
+        "logs/merge_nbest/{set}.{shard}.log",
+    benchmark:
+        "results/benchmarks/merge_nbest/{set}.{shard}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    params:
+        nbest=merge_options,
+    shell:
+        "python -m mtdistill.merge_nbest --nbest {params.nbest} --out {output} > {log} 2>&1"

@@ -1,7 +1,7 @@
 rule tune_reranker:
     input:
         nbest=nbest_shards("tune"),
-        features=feature_shards("tune"),
+        features=reranker_features("tune"),
         references="results/data/tune.parquet",
     output:
         "results/reranker/weights.json",

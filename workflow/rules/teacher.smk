@@ -41,3 +41,28 @@ else:
             "python -m mtdistill.train --train {input.train} --dev {input.dev}"
             " --tokenizer {input.tokenizer} --arch {params.arch:q} {params.options}"
             " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule train_helper:
+    input:
+        train=helper_train_tables,
+        dev="results/data/dev.parquet",
+        tokenizer=helper_tokenizer(),
+    output:
+        directory("results/models/{helper}"),
+    log:
+        "logs/train_helper/{helper}.log",
+    benchmark:
+        "results/benchmarks/train_helper/{helper}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        options=helper_options,
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.train --train {input.train} --dev {input.dev}"
+        " --tokenizer {input.tokenizer} {params.options}"
+        " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"

@@ -1,0 +1,73 @@
+"""A tiny, randomly initialised COMET checkpoint built offline at test time (nothing binary committed).
+
+Recipe: shared/research/comet-ctranslate2-recipes.md, Q1. A 200-piece SentencePiece model trained on
+the test's own texts becomes an XLM-R tokenizer; a 2-layer, 64-wide XLM-R config sits beside it, so
+COMET builds its encoder from that directory without weights and without the hub.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub reads it at import
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+import pytorch_lightning as ptl
+import sentencepiece as spm
+import torch
+import yaml
+from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+
+
+def build_encoder(texts: list[str], outdir: Path, seed: int = 1) -> Path:
+    """XLM-R tokenizer + config directory (no weights: COMET inits them randomly)."""
+    outdir.mkdir(parents=True, exist_ok=True)
+    prefix = outdir.parent / f".{outdir.name}-spm"
+    spm.set_random_generator_seed(seed)
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(texts), model_prefix=str(prefix), vocab_size=200, model_type="unigram",
+        character_coverage=1.0, hard_vocab_limit=False, num_threads=1, minloglevel=2,
+        unk_id=0, bos_id=1, eos_id=2, pad_id=-1,  # the layout XLM-R's tokenizer expects
+    )
+    tokenizer = XLMRobertaTokenizerFast(vocab_file=f"{prefix}.model")  # slow->fast conversion: sentencepiece<0.2.3
+    tokenizer.save_pretrained(outdir)
+    for suffix in (".model", ".vocab"):
+        os.remove(f"{prefix}{suffix}")
+    XLMRobertaConfig(
+        vocab_size=len(tokenizer), hidden_size=64, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=128, max_position_embeddings=130, pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+    ).save_pretrained(outdir)
+    return outdir
+
+
+def build_tiny_comet(root: Path, texts: list[str], kind: str, seed: int = 1) -> Path:
+    """Build <root>/encoder and <root>/comet/{hparams.yaml,checkpoints/model.ckpt}; return the .ckpt path.
+
+    kind "qe": CometKiwi-style UnifiedMetric over (mt, src); kind "ref": COMET-22-style RegressionMetric.
+    """
+    from comet.models import RegressionMetric, UnifiedMetric
+
+    root = Path(root)
+    encoder = build_encoder(texts, root / "encoder", seed)
+    common = dict(pretrained_model=str(encoder), load_pretrained_weights=False, local_files_only=True,
+                  hidden_sizes=[32], dropout=0.0, layer_transformation="softmax")
+    with torch.random.fork_rng():  # seeded weights without disturbing the caller's RNG
+        torch.manual_seed(seed)
+        if kind == "qe":
+            model = UnifiedMetric(**common, input_segments=["mt", "src"], word_layer=2, final_activation="sigmoid")
+        elif kind == "ref":
+            model = RegressionMetric(**common)
+        else:
+            raise ValueError(f"kind must be 'qe' or 'ref', not {kind!r}")
+
+    # torch.load(weights_only=True) accepts only primitives: no Path or other objects in the hparams
+    hparams = dict(model.hparams)
+    checkpoint = root / "comet" / "checkpoints" / "model.ckpt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    (root / "comet" / "hparams.yaml").write_text(yaml.safe_dump(hparams), encoding="utf-8")
+    torch.save({"state_dict": model.state_dict(), "hyper_parameters": hparams,
+                "pytorch-lightning_version": ptl.__version__},  # Lightning raises KeyError without it
+               checkpoint)
+    return checkpoint

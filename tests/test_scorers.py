@@ -1,0 +1,129 @@
+"""Multi-model scoring: each neural scorer prefers real sentences; R2L lists merge with provenance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtdistill import decode, merge_nbest, models, score
+from mtdistill.files import read_table
+
+
+def shuffled(text: str, rng: np.random.Generator) -> str:
+    words = text.split()
+    for _ in range(20):
+        order = rng.permutation(len(words))
+        if (order != np.arange(len(words))).any():
+            break
+    return " ".join(words[i] for i in order)
+
+
+@pytest.fixture(scope="module")
+def held_out(data_dir) -> pd.DataFrame:
+    """Tune and dev sentences with at least three words, so a shuffle changes them."""
+    table = pd.concat([read_table(data_dir / "tune.parquet"), read_table(data_dir / "dev.parquet")], ignore_index=True)
+    return table[table.target.str.split().str.len() >= 3].reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def reference_vs_shuffled(held_out) -> pd.DataFrame:
+    """Per sentence a two-entry list: hyp 0 the reference, hyp 1 its words shuffled."""
+    rng = np.random.default_rng(0)
+    rows = [(s, k, text) for s, t in zip(held_out.sent_id, held_out.target) for k, text in enumerate([t, shuffled(t, rng)])]
+    return pd.DataFrame(rows, columns=["sent_id", "hyp_id", "hypothesis"])
+
+
+def fluent_wins(features: pd.DataFrame, column: str) -> float:
+    """Share of sentences whose hyp 0 (fluent) outscores hyp 1 (shuffled)."""
+    values = features.sort_values(["sent_id", "hyp_id"])[column].to_numpy().reshape(-1, 2)
+    return float((values[:, 0] > values[:, 1]).mean())
+
+
+@pytest.mark.parametrize("kind, model", [("forced_decoding", "teacher"), ("r2l", "r2l"), ("lm", "lm")])
+def test_reference_outscores_its_shuffled_copy(kind, model, request, reference_vs_shuffled, held_out):
+    model_dir = request.getfixturevalue(f"{model}_dir")
+    features = score.score(kind, reference_vs_shuffled, held_out, kind, str(model_dir), batch_size=8)
+    assert list(features.columns[:2]) == ["sent_id", "hyp_id"] and len(features) == len(reference_vs_shuffled)
+    assert fluent_wins(features, f"{kind}_logprob_per_token") >= 0.85
+
+
+def test_backward_model_prefers_the_fluent_source(backward_dir, held_out):
+    """log p(source | reference) beats log p(shuffled source | reference)."""
+    rng = np.random.default_rng(1)
+    nbest = held_out[["sent_id"]].assign(hyp_id=0, hypothesis=held_out.target)
+    fluent = score.score("backward", nbest, held_out, "bw", str(backward_dir), batch_size=32)
+    scrambled = score.score("backward", nbest, held_out.assign(source=[shuffled(s, rng) for s in held_out.source]),
+                            "bw", str(backward_dir), batch_size=32)
+    assert "bw_tokens" not in fluent  # the source length is the same for every hypothesis of a list
+    assert (fluent.bw_logprob.to_numpy() > scrambled.bw_logprob.to_numpy()).mean() >= 0.85
+
+
+def test_ngram_lm_prefers_fluent_english(reference_vs_shuffled, held_out):
+    features = score.score("ngram_lm", reference_vs_shuffled, held_out, "ngram")
+    assert fluent_wins(features, "ngram_logprob") >= 0.9
+
+
+def test_token_reversal_round_trips(tokenizer_dir, held_out):
+    tokenizer = models.load_tokenizer(tokenizer_dir)
+    for text in held_out.target:
+        ids = tokenizer(text_target=text)["input_ids"]
+        reversed_ids = models.reverse_tokens(ids, tokenizer)
+        assert reversed_ids != ids and reversed_ids[-1] == tokenizer.eos_token_id
+        assert models.reverse_tokens(reversed_ids, tokenizer) == ids
+        if tokenizer.unk_token_id not in ids:  # <unk> cannot decode back to the character it replaced
+            assert tokenizer.decode(models.reverse_tokens(reversed_ids, tokenizer), skip_special_tokens=True) == text
+
+
+@pytest.fixture(scope="module")
+def merged(work, data_dir, teacher_dir, r2l_dir, config):
+    beam = config["decode"]["beam"]
+    lists = {}
+    for direction, model_dir in [("l2r", teacher_dir), ("r2l", r2l_dir)]:
+        out = work / "nbest" / f"tune.{direction}.parquet"
+        argv = ["--model", str(model_dir), "--input", str(data_dir / "tune.parquet"), "--beam", str(beam), "--nbest", str(beam),
+                "--out", str(out)] + (["--r2l"] if direction == "r2l" else [])
+        assert decode.main(argv) == 0
+        lists[direction] = read_table(out)
+    return lists, merge_nbest.merge_nbest(lists)
+
+
+def test_r2l_decoding_and_scoring_agree(merged, data_dir, r2l_dir):
+    """Beam search wrote the tokens right to left; decode reversed them; the r2l scorer reverses
+    them again and must reproduce the beam's length-normalised log-probability."""
+    lists, _ = merged
+    nbest = lists["r2l"]
+    features = score.score("r2l", nbest, read_table(data_dir / "tune.parquet"), "r2l", str(r2l_dir), batch_size=8)
+    joined = nbest.merge(features, on=["sent_id", "hyp_id"], validate="one_to_one")
+    assert np.isclose(joined.score, joined.r2l_logprob_per_token, atol=0.05).mean() > 0.8
+    # read without reversal, the same hypotheses score far worse under the R2L model
+    plain = score.score("forced_decoding", nbest, read_table(data_dir / "tune.parquet"), "plain", str(r2l_dir), batch_size=8)
+    assert (plain.plain_logprob.to_numpy() < features.r2l_logprob.to_numpy()).mean() > 0.9
+
+
+def test_merged_list_is_a_union_without_duplicates_and_keeps_provenance(merged):
+    lists, table = merged
+    assert not table.duplicated(["sent_id", "hypothesis"]).any()
+    for direction, nbest in lists.items():
+        produced = set(zip(nbest.sent_id, nbest.hypothesis))
+        flagged = set(zip(table.sent_id[table[f"from_{direction}"] == 1], table.hypothesis[table[f"from_{direction}"] == 1]))
+        assert flagged == produced
+    assert ((table.from_l2r == 1) | (table.from_r2l == 1)).all()
+    union = set(zip(lists["l2r"].sent_id, lists["l2r"].hypothesis)) | set(zip(lists["r2l"].sent_id, lists["r2l"].hypothesis))
+    assert set(zip(table.sent_id, table.hypothesis)) == union
+    l2r_best = lists["l2r"][lists["l2r"].hyp_id == 0].set_index("sent_id").hypothesis
+    merged_best = table[table.hyp_id == 0].set_index("sent_id").hypothesis
+    assert merged_best.reindex(l2r_best.index).equals(l2r_best)  # the left-to-right best stays hyp 0
+    assert (table.groupby("sent_id").hyp_id.apply(lambda ids: list(ids) == list(range(len(ids))))).all()
+
+
+def test_missing_scorer_model_names_scorer_and_path(tmp_path, reference_vs_shuffled, held_out, capsys):
+    nbest, sentences = tmp_path / "nbest.parquet", tmp_path / "sentences.parquet"
+    reference_vs_shuffled.to_parquet(nbest)
+    held_out.to_parquet(sentences)
+    for kind in ["r2l", "backward", "lm"]:
+        missing = tmp_path / f"no-{kind}-model"
+        code = score.main(["--name", f"my_{kind}", "--kind", kind, "--model", str(missing), "--nbest", str(nbest),
+                           "--sources", str(sentences), "--out", str(tmp_path / "out.parquet")])
+        err = capsys.readouterr().err
+        assert code == 2 and f"my_{kind}" in err and str(missing) in err

@@ -1,0 +1,91 @@
+"""COMET scores for n-best hypotheses, from any COMET checkpoint on disk, never from the hub.
+
+Reference-free QE checkpoints (CometKiwi's UnifiedMetric over (mt, src), ReferencelessRegression)
+score any set; reference-based ones (RegressionMetric, COMET-22) need the set's targets as
+references. The checkpoint keeps the path or hub id of its XLM-R tokenizer+config as
+`pretrained_model`; `encoder` points it at a local copy instead (Unbabel's checkpoints name
+`xlm-roberta-large` or `microsoft/infoxlm-large`; our own ones name a directory that may have moved).
+Recipe and pitfalls: shared/research/comet-ctranslate2-recipes.md, Q1 and P3-P6.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from .features import KEYS
+from .files import InputError
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id would otherwise retry for minutes (P4)
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+
+def quiet_lightning() -> None:
+    # predict() builds a Trainer each call, which logs GPU/TPU availability at INFO; warnings still show
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric", "comet"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def load_comet(checkpoint: str, name: str, encoder: str | None = None):
+    """A COMET model from a `.ckpt` file or a model directory holding `checkpoints/model.ckpt`."""
+    path = Path(checkpoint)
+    if path.is_dir():
+        path = path / "checkpoints" / "model.ckpt"
+    if not path.is_file():
+        raise InputError(f"scorer {name!r}: COMET checkpoint {path} not found")
+    if encoder is not None and not Path(encoder).is_dir():
+        raise InputError(f"scorer {name!r}: COMET encoder directory {encoder} not found")
+    quiet_lightning()
+    try:
+        from comet import load_from_checkpoint
+        from comet.models import str2model
+
+        if encoder is None:
+            return load_from_checkpoint(str(path), local_files_only=True)
+        # hparams.yaml only picks the class; keyword arguments override the stored hparams (P3, fix b)
+        hparams = yaml.safe_load((path.parents[1] / "hparams.yaml").read_text(encoding="utf-8"))
+        overrides = {"pretrained_model": str(encoder)}
+        if hparams.get("layer_transformation") == "sparsemax_patch":  # as comet.load_from_checkpoint (COMET #244)
+            overrides["layer_transformation"] = "softmax"
+        return str2model[hparams["class_identifier"]].load_from_checkpoint(
+            path, load_pretrained_weights=False, local_files_only=True, map_location="cpu", strict=False, **overrides
+        )
+    except Exception as err:
+        cause = (str(err).strip().splitlines() or [""])[0]
+        # a moved encoder dir gives OSError, an uncached hub id offline AttributeError (P3, P4)
+        hint = ""
+        if encoder is None and isinstance(err, (OSError, AttributeError)):
+            hint = ("; if the checkpoint's encoder (pretrained_model) moved or is a hub id, "
+                    "give the scorer a local XLM-R tokenizer+config directory as its encoder")
+        raise InputError(f"scorer {name!r}: cannot load COMET checkpoint {path}: {type(err).__name__}: {cause}{hint}") from err
+
+
+def uses_references(model) -> bool:
+    return model.requires_references() or "ref" in getattr(model.hparams, "input_segments", [])
+
+
+def score_comet(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, checkpoint: str, batch_size: int = 32,
+                gpus: int = 0, encoder: str | None = None) -> pd.DataFrame:
+    """`sent_id, hyp_id, <name>_score` in n-best row order: one COMET score per hypothesis."""
+    if gpus > 1:  # COMET then spawns DDP workers and exits them mid-step; shards already spread the work
+        raise InputError(f"scorer {name!r}: COMET scoring uses at most one GPU per job, not {gpus}")
+    model = load_comet(checkpoint, name, encoder)
+    sentences = sentences.set_index("sent_id")
+    sources = nbest.sent_id.map(sentences.source)
+    if sources.isna().any():
+        missing = nbest.sent_id[sources.isna()].unique()[:5].tolist()
+        raise InputError(f"scorer {name!r}: no source sentence for sent_id(s) {missing} of the n-best list")
+    targets = nbest.sent_id.map(sentences.target) if "target" in sentences else pd.Series(None, index=nbest.index)
+    if model.requires_references() and targets.isna().any():
+        raise InputError(f"scorer {name!r} is reference-based and this set has no references: "
+                         "use a QE checkpoint (e.g. CometKiwi) for monolingual sets")
+    with_refs = uses_references(model) and targets.notna().all()
+    segments = [{"src": s, "mt": h, **({"ref": r} if with_refs else {})}
+                for s, h, r in zip(sources, nbest.hypothesis, targets)]
+    # one predict call for the whole shard: every call builds a new Lightning Trainer (P6)
+    scores = model.predict(segments, batch_size=batch_size, gpus=gpus, progress_bar=False).scores if segments else []
+    return nbest[KEYS].reset_index(drop=True).assign(**{f"{name}_score": pd.Series(scores, dtype=float)})
