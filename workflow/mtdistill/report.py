@@ -33,7 +33,30 @@ def scorer_costs(costs: list[dict]) -> pd.DataFrame:
     return table
 
 
-def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None, costs: pd.DataFrame | None = None) -> str:
+def feature_summary(costs: list[dict]) -> pd.DataFrame:
+    """Per feature column: its mean over every scored hypothesis (all sets), and its scorer's cost."""
+    rows = [(c["scorer"], column, mean, c["hypotheses"]) for c in costs for column, mean in c.get("feature_means", {}).items()]
+    table = pd.DataFrame(rows, columns=["scorer", "feature", "mean", "hypotheses"])
+    table["weighted"] = table["mean"] * table.hypotheses
+    table = table.groupby(["scorer", "feature"], sort=False, as_index=False)[["weighted", "hypotheses"]].sum()
+    table["mean"] = table.weighted / table.hypotheses
+    per_1k = scorer_costs(costs).set_index("scorer").seconds_per_1k
+    return table.assign(seconds_per_1k=table.scorer.map(per_1k))[["scorer", "feature", "mean", "seconds_per_1k"]]
+
+
+def reranker_section(reranker: dict) -> list[str]:
+    tune = reranker["tune"]
+    lines = ["## Reranker (tune set)", "",
+             f"Method {reranker['method']}, gain {reranker['metric']}, {tune['sentences']} sentences: "
+             f"top-1 BLEU {tune['top1_bleu']:.2f}, reranked {tune['reranked_bleu']:.2f}, oracle {tune['oracle_bleu']:.2f}.", ""]
+    if "lists" in reranker:
+        lists = pd.DataFrame(reranker["lists"]).T.rename_axis("n-best lists").reset_index()
+        lines += ["Left-to-right lists alone against the merged L2R+R2L lists:", "", lists.to_markdown(index=False, floatfmt=".2f"), ""]
+    weights = pd.DataFrame({"feature": reranker["features"], "weight": reranker["weights"]})
+    return lines + [weights.to_markdown(index=False, floatfmt=".3f"), ""]
+
+
+def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None, costs: list[dict] = ()) -> str:
     ev = evaluations[0]
     lines = [
         "# mtdistill report", "",
@@ -45,14 +68,12 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None
         f"- chrF: `{ev['beam']['chrf_signature']}`", "",
     ]
     if reranker:
-        lines += ["## Reranker (tune set)", "",
-                  f"Method {reranker['method']}, gain {reranker['metric']}, {reranker['tune']['sentences']} sentences: "
-                  f"top-1 BLEU {reranker['tune']['top1_bleu']:.2f}, reranked {reranker['tune']['reranked_bleu']:.2f}, "
-                  f"oracle {reranker['tune']['oracle_bleu']:.2f}.", "",
-                  pd.DataFrame({"feature": reranker["features"], "weight": reranker["weights"]}).to_markdown(index=False, floatfmt=".3f"), ""]
-    if costs is not None and len(costs):
+        lines += reranker_section(reranker)
+    if costs:
         lines += ["## Scorers", "", "Cost over every scoring job (model loading included):", "",
-                  costs.to_markdown(index=False, floatfmt=".2f"), ""]
+                  scorer_costs(costs).to_markdown(index=False, floatfmt=".2f"), "",
+                  "Feature means over every scored hypothesis:", "",
+                  feature_summary(costs).to_markdown(index=False, floatfmt=".3f"), ""]
     return "\n".join(lines)
 
 
@@ -77,7 +98,7 @@ def run(args) -> None:
     with atomic_path(args.csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(args.markdown) as tmp:
-        costs = scorer_costs([read_json(p) for p in args.costs]) if args.costs else None
+        costs = [read_json(p) for p in args.costs]
         tmp.write_text(markdown(table, evaluations, read_json(args.weights) if args.weights else None, costs), encoding="utf-8")
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import time
 
 import numpy as np
@@ -182,6 +183,11 @@ def parse_args(argv=None):
     return args
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def run(args) -> None:
     started = time.perf_counter()
     models.set_threads(args.threads)
@@ -191,8 +197,12 @@ def run(args) -> None:
     log.info("scored %d hypotheses with %s in %.1f s", len(features), args.name, seconds)
     write_table(features, args.out)
     if args.cost_out:
-        write_json({"scorer": args.name, "kind": args.kind, "hypotheses": len(features), "seconds": seconds,
-                    "hypotheses_per_s": len(features) / seconds, "threads": args.threads}, args.cost_out)
+        values = features.drop(columns=KEYS)
+        write_json({
+            "scorer": args.name, "kind": args.kind, "hypotheses": len(features), "seconds": seconds,
+            "hypotheses_per_s": len(features) / seconds, "threads": args.threads, "peak_rss_mb": peak_rss_mb(),
+            "feature_means": {column: float(values[column].mean()) for column in values},
+        }, args.cost_out)
 
 
 def main(argv=None) -> int:

@@ -82,6 +82,14 @@ def tune(nbest_paths, feature_paths, references_path, metric: str = "bleu", seed
         "reranked_bleu": corpus_bleu(pick(table, rerank_scores(table, result)), sentences),
         "oracle_bleu": corpus_bleu(pick(table, gains), sentences),
     }
+    if "from_l2r" in table:  # merged lists: what the right-to-left hypotheses add
+        l2r = table.from_l2r.to_numpy() == 1
+        result["lists"] = {
+            "l2r": {"hypotheses": int(l2r.sum()), "top1_bleu": result["tune"]["top1_bleu"],
+                    "oracle_bleu": corpus_bleu(pick(table[l2r], gains[l2r]), sentences)},
+            "merged": {"hypotheses": len(table), "top1_bleu": result["tune"]["top1_bleu"],
+                       "oracle_bleu": result["tune"]["oracle_bleu"]},
+        }
     log.info("tune BLEU: %s", result["tune"])
     return result
 

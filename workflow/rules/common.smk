@@ -60,7 +60,9 @@ def helper_tokenizer():
 def helper_train_tables(wildcards):
     tables = ["results/data/train.parquet"]
     if wildcards.helper == "lm":
-        tables.append("results/data/lm.parquet")  # target-side text of training books only
+        tables.append(
+            "results/data/lm.parquet"
+        )  # target-side text of training books only
     return tables
 
 
@@ -69,7 +71,11 @@ def helper_options(wildcards):
     helper = config[wildcards.helper]
     train = {**config["teacher"]["train"], **helper["train"], "select_by": "loss"}
     arch = helper.get("arch", config["teacher"]["arch"])
-    mode = {"r2l": "--direction r2l", "backward": "--direction backward", "lm": "--task lm"}
+    mode = {
+        "r2l": "--direction r2l",
+        "backward": "--direction backward",
+        "lm": "--task lm",
+    }
     return f"{mode[wildcards.helper]} --arch {shlex.quote(as_json(arch))} {cli_options(train)}"
 
 
@@ -131,7 +137,11 @@ def reranker_features(set_name):
 
 def scorer_costs():
     """Cost records of every scoring job in the DAG."""
-    return [path.replace(".parquet", ".cost.json") for s in SETS for path in feature_shards(s)]
+    return [
+        path.replace(".parquet", ".cost.json")
+        for s in SETS
+        for path in feature_shards(s)
+    ]
 
 
 def scorer_inputs(wildcards):
@@ -170,7 +180,11 @@ def check_scorers():
             raise ValueError(
                 f"config key scorers[{i}] ({scorer['name']}): kind {scorer['kind']} needs `model`"
             )
-        if scorer["kind"] == "lm" and scorer.get("model") == "lm" and "arch" not in config["lm"]:
+        if (
+            scorer["kind"] == "lm"
+            and scorer.get("model") == "lm"
+            and "arch" not in config["lm"]
+        ):
             raise ValueError(
                 f"config key lm.arch: scorer {scorer['name']} uses the workflow's LM"
             )
@@ -221,7 +235,9 @@ def student_labels(wildcards):
 
 
 def cli_options(values):
-    return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values.items())
+    return " ".join(
+        f"--{key.replace('_', '-')} {value}" for key, value in values.items()
+    )
 
 
 def train_options(section):
