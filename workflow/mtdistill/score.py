@@ -141,7 +141,7 @@ def score_length(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str) -> pd.
 
 
 def score(kind: str, nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, model: str | None = None,
-          batch_size: int = 16, encoder: str | None = None) -> pd.DataFrame:
+          batch_size: int = 16, encoder: str | None = None, threads: int | None = None) -> pd.DataFrame:
     """The feature table of one scorer; optional packages are imported only by the kinds that need them."""
     if kind in ("forced_decoding", "r2l", "backward"):
         return score_forced(nbest, sentences, name, model, batch_size, {"forced_decoding": "l2r"}.get(kind, kind))
@@ -152,7 +152,7 @@ def score(kind: str, nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, mo
         return score_mbr(nbest, name)
     if kind == "e5":
         from .embedding_scores import score_e5
-        return score_e5(nbest, sentences, name, batch_size)
+        return score_e5(nbest, sentences, name, batch_size, threads)
     if kind == "minilm":
         from .embedding_scores import score_minilm
         return score_minilm(nbest, name, model, batch_size)
@@ -192,7 +192,7 @@ def run(args) -> None:
     started = time.perf_counter()
     models.set_threads(args.threads)
     nbest, sentences = read_table(args.nbest), read_table(args.sources)
-    features = score(args.kind, nbest, sentences, args.name, args.model, args.batch_size, args.encoder)
+    features = score(args.kind, nbest, sentences, args.name, args.model, args.batch_size, args.encoder, args.threads)
     seconds = time.perf_counter() - started
     log.info("scored %d hypotheses with %s in %.1f s", len(features), args.name, seconds)
     write_table(features, args.out)
