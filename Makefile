@@ -34,6 +34,12 @@ demo: install
 test: install
 	$(BIN)/pytest -x tests
 
+# Side-by-side measurements (benchmarks/README.md); the memory benchmark uses the demo's models.
+bench: install
+	test -f results/report.md || $(BIN)/snakemake --cores $(CORES)
+	$(BIN)/python benchmarks/mbr_speed.py
+	$(BIN)/python benchmarks/shard_memory.py --run results
+
 lint: install
 	$(BIN)/snakemake --lint
 	$(BIN)/snakefmt --check Snakefile workflow/rules

@@ -57,13 +57,18 @@ def helper_tokenizer():
     return TEACHER if config["teacher"]["pretrained"] else "results/tokenizer"
 
 
-def helper_train_tables(wildcards):
-    tables = ["results/data/train.parquet"]
+def helper_inputs(wildcards):
+    inputs = {
+        "train": ["results/data/train.parquet"],
+        "dev": "results/data/dev.parquet",
+        "tokenizer": helper_tokenizer(),
+    }
     if wildcards.helper == "lm":
-        tables.append(
-            "results/data/lm.parquet"
-        )  # target-side text of training books only
-    return tables
+        # target text of training books only
+        inputs["train"].append("results/data/lm.parquet")
+    if config[wildcards.helper].get("init_from_teacher"):
+        inputs["teacher"] = TEACHER
+    return inputs
 
 
 def helper_options(wildcards):
@@ -76,7 +81,8 @@ def helper_options(wildcards):
         "backward": "--direction backward",
         "lm": "--task lm",
     }
-    return f"{mode[wildcards.helper]} --arch {shlex.quote(as_json(arch))} {cli_options(train)}"
+    init = f"--init-from-teacher {TEACHER}" if helper.get("init_from_teacher") else ""
+    return f"{mode[wildcards.helper]} --arch {shlex.quote(as_json(arch))} {init} {cli_options(train)}"
 
 
 def decoder_model(wildcards):

@@ -28,6 +28,8 @@ else:
             "logs/train_teacher/train_teacher.log",
         benchmark:
             "results/benchmarks/train_teacher/train_teacher.tsv"
+        # everything downstream waits for the teacher: start it before the helpers
+        priority: 10
         conda:
             "../../envs/mtdistill.yaml"
         threads: 2
@@ -45,9 +47,7 @@ else:
 
 rule train_helper:
     input:
-        train=helper_train_tables,
-        dev="results/data/dev.parquet",
-        tokenizer=helper_tokenizer(),
+        unpack(helper_inputs),
     output:
         directory("results/models/{helper}"),
     log:
