@@ -187,8 +187,9 @@ def test_reranker_weights_and_diagnostics(weights, tune_nbest, tune_features, da
     from mtdistill import tune_reranker
 
     w = json.loads(weights.read_text())
-    assert w["features"] == ["nbest_score", "teacher_logprob", "teacher_logprob_per_token", "teacher_tokens",
-                             "length_hyp_words", "length_ratio"]
+    # the beam score is not a feature: merged lists have none for R2L-only hypotheses
+    assert w["features"] == ["teacher_logprob", "teacher_logprob_per_token", "teacher_tokens",
+                             "length_hyp_words", "length_ratio", "length_char_ratio"]
     assert len(w["weights"]) == len(w["mean"]) == len(w["std"]) == 6
     assert all(math.isfinite(x) for x in w["weights"]) and any(x != 0 for x in w["weights"])
     tune = w["tune"]
