@@ -74,36 +74,69 @@ def teacher_dir(work, data_dir, tokenizer_dir, config) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tune_nbest(work, data_dir, teacher_dir, config) -> Path:
+def decode_set(work: Path, data_dir: Path, teacher_dir: Path, config: dict, name: str) -> Path:
     from mtdistill import decode
 
-    out = work / "nbest" / "tune.parquet"
+    out = work / "nbest" / f"{name}.parquet"
     nbest = config["decode"]["nbest"]
-    assert decode.main(["--model", str(teacher_dir), "--input", str(data_dir / "tune.parquet"), "--beam", str(nbest),
+    assert decode.main(["--model", str(teacher_dir), "--input", str(data_dir / f"{name}.parquet"), "--beam", str(nbest),
                         "--nbest", str(nbest), "--threads", "2", "--out", str(out)]) == 0
     return out
 
 
-@pytest.fixture(scope="session")
-def tune_features(work, data_dir, teacher_dir, tune_nbest) -> list[Path]:
+def score_set(work: Path, data_dir: Path, teacher_dir: Path, nbest: Path, name: str) -> list[Path]:
+    """Teacher and length features, laid out as the workflow does: features/<set>/<scorer>/<shard>."""
     from mtdistill import score
 
-    outs = [work / "features" / "teacher.parquet", work / "features" / "length.parquet"]
-    common = ["--nbest", str(tune_nbest), "--sources", str(data_dir / "tune.parquet")]
+    outs = [work / "features" / name / scorer / "0.parquet" for scorer in ("teacher", "length")]
+    common = ["--nbest", str(nbest), "--sources", str(data_dir / f"{name}.parquet")]
     assert score.main(["--name", "teacher", "--kind", "forced_decoding", "--model", str(teacher_dir), *common, "--out", str(outs[0])]) == 0
     assert score.main(["--name", "length", "--kind", "length", *common, "--out", str(outs[1])]) == 0
     return outs
 
 
 @pytest.fixture(scope="session")
-def weights(work, data_dir, tune_nbest, tune_features) -> Path:
+def tune_nbest(work, data_dir, teacher_dir, config) -> Path:
+    return decode_set(work, data_dir, teacher_dir, config, "tune")
+
+
+@pytest.fixture(scope="session")
+def dev_nbest(work, data_dir, teacher_dir, config) -> Path:
+    return decode_set(work, data_dir, teacher_dir, config, "dev")
+
+
+@pytest.fixture(scope="session")
+def tune_features(work, data_dir, teacher_dir, tune_nbest) -> list[Path]:
+    return score_set(work, data_dir, teacher_dir, tune_nbest, "tune")
+
+
+@pytest.fixture(scope="session")
+def dev_features(work, data_dir, teacher_dir, dev_nbest) -> list[Path]:
+    return score_set(work, data_dir, teacher_dir, dev_nbest, "dev")
+
+
+def reranker_args(data_dir, tune_nbest, tune_features, dev_nbest, dev_features) -> list[str]:
+    return ["--tune-nbest", str(tune_nbest), "--tune-features", *map(str, tune_features),
+            "--tune-references", str(data_dir / "tune.parquet"),
+            "--dev-nbest", str(dev_nbest), "--dev-features", *map(str, dev_features),
+            "--dev-references", str(data_dir / "dev.parquet")]
+
+
+@pytest.fixture(scope="session")
+def reranker(work, data_dir, tune_nbest, tune_features, dev_nbest, dev_features) -> tuple[Path, Path]:
+    """(weights, diagnostics) of every tuner on the tiny tune/dev sets."""
     from mtdistill import tune_reranker
 
-    out = work / "weights.json"
-    assert tune_reranker.main(["--nbest", str(tune_nbest), "--features", *map(str, tune_features),
-                               "--references", str(data_dir / "tune.parquet"), "--metric", "chrf", "--out", str(out)]) == 0
-    return out
+    out = work / "reranker"
+    assert tune_reranker.main([*reranker_args(data_dir, tune_nbest, tune_features, dev_nbest, dev_features),
+                               "--tuners", "mira", "pro", "expected", "--evaluations", "5", "--metric", "chrf",
+                               "--weights", str(out / "weights.json"), "--diagnostics", str(out / "diagnostics.json")]) == 0
+    return out / "weights.json", out / "diagnostics.json"
+
+
+@pytest.fixture(scope="session")
+def weights(reranker) -> Path:
+    return reranker[0]
 
 
 def train_helper(work: Path, data_dir: Path, tokenizer_dir: Path, config: dict, name: str, mode: list[str]) -> Path:

@@ -11,7 +11,7 @@ import pytest
 import sacrebleu
 import torch
 
-from conftest import data_spec, train_args
+from conftest import data_spec, reranker_args, train_args
 
 
 def test_prepare_data_splits_by_book_and_keeps_ids(data_dir, config, work):
@@ -183,35 +183,69 @@ def test_forced_decoding_matches_beam_scores(tune_nbest, tune_features):
     assert {"length_hyp_words", "length_ratio"} <= set(length.columns)
 
 
-def test_reranker_weights_and_diagnostics(weights, tune_nbest, tune_features, data_dir, work):
+def test_reranker_weights_and_diagnostics(reranker, data_dir, tune_nbest, tune_features, dev_nbest, dev_features, work):
     from mtdistill import tune_reranker
 
-    w = json.loads(weights.read_text())
+    weights, diagnostics = (json.loads(p.read_text()) for p in reranker)
+    features = ["teacher_logprob", "teacher_logprob_per_token", "teacher_tokens",
+                "length_hyp_words", "length_ratio", "length_char_ratio"]
     # the beam score is not a feature: merged lists have none for R2L-only hypotheses
-    assert w["features"] == ["teacher_logprob", "teacher_logprob_per_token", "teacher_tokens",
-                             "length_hyp_words", "length_ratio", "length_char_ratio"]
-    assert len(w["weights"]) == len(w["mean"]) == len(w["std"]) == 6
-    assert all(math.isfinite(x) for x in w["weights"]) and any(x != 0 for x in w["weights"])
-    tune = w["tune"]
-    assert tune["oracle_bleu"] >= max(tune["top1_bleu"], tune["reranked_bleu"]) - 1e-9
-    again = work / "weights_again.json"
-    assert tune_reranker.main(["--nbest", str(tune_nbest), "--features", *map(str, tune_features),
-                               "--references", str(data_dir / "tune.parquet"), "--metric", "chrf", "--out", str(again)]) == 0
-    assert json.loads(again.read_text()) == w
+    assert weights["features"] == features and weights["method"] == "mira" and weights["scorers"] == ["teacher", "length"]
+    assert len(weights["weights"]) == len(weights["mean"]) == len(weights["std"]) == 6
+    assert all(math.isfinite(x) for x in weights["weights"]) and any(x != 0 for x in weights["weights"])
+    assert diagnostics["groups"] == {"teacher": features[:3], "length": features[3:]}
+    rows = {row["system"]: row for row in diagnostics["rows"]}
+    assert {"top1", "oracle", "anti-oracle", "mira", "pro", "expected", "random"} <= set(rows)
+    for split in ("tune", "dev"):
+        for metric in ("bleu", "chrf"):  # no pick beats the oracle nor falls below the anti-oracle
+            values = [row[split][metric] for row in rows.values()]
+            assert rows["oracle"][split]["chrf"] >= max(r[split]["chrf"] for r in rows.values()) - 1e-9
+            assert rows["anti-oracle"][split]["chrf"] <= min(r[split]["chrf"] for r in rows.values()) + 1e-9
+            assert all(math.isfinite(v) for v in values)
+    assert [s["feature"] for s in diagnostics["single_features"]] == features
+    assert [a["dropped"] for a in diagnostics["ablation"]] == ["teacher", "length"]
+    assert set(diagnostics["weights"]) == {"mira", "pro", "expected", "random"}
+    assert all(len(t) == 5 for t in diagnostics["traces"].values())  # same number of evaluations each
+    # tuners choose the best of their candidates by the tune metric, so the trace maximum is the row
+    assert max(diagnostics["traces"]["mira"]) == pytest.approx(rows["mira"]["tune"]["chrf"])
+    # deterministic given the seed
+    again = work / "reranker_again"
+    assert tune_reranker.main([*reranker_args(data_dir, tune_nbest, tune_features, dev_nbest, dev_features),
+                               "--tuners", "mira", "pro", "expected", "--evaluations", "5", "--metric", "chrf",
+                               "--weights", str(again / "w.json"), "--diagnostics", str(again / "d.json")]) == 0
+    assert json.loads((again / "w.json").read_text()) == weights
+    assert json.loads((again / "d.json").read_text()) == diagnostics
+
+
+def test_scorer_selection_keeps_the_largest_weights(data_dir, tune_nbest, tune_features, dev_nbest, dev_features, work):
+    from mtdistill import tune_reranker
+
+    out = work / "selected"
+    assert tune_reranker.main([*reranker_args(data_dir, tune_nbest, tune_features, dev_nbest, dev_features),
+                               "--tuners", "pro", "--select", "1", "--evaluations", "3", "--metric", "chrf",
+                               "--weights", str(out / "w.json"), "--diagnostics", str(out / "d.json")]) == 0
+    weights, diagnostics = (json.loads((out / f).read_text()) for f in ("w.json", "d.json"))
+    ranking = diagnostics["selection"]["ranking"]
+    assert weights["scorers"] == [ranking[0][0]] and ranking[0][1] >= ranking[1][1]
+    assert set(weights["features"]) == set(diagnostics["groups"][ranking[0][0]])
+    assert any(row["system"] == "pro (1 scorers)" for row in diagnostics["rows"])
 
 
 def test_label_strategies(work, data_dir, tune_nbest, tune_features, weights):
-    from mtdistill import select_labels
+    from mtdistill import score, select_labels
     from mtdistill.features import per_hypothesis_refs
 
     tune = pd.read_parquet(data_dir / "tune.parquet")
     nbest = pd.read_parquet(tune_nbest)
     labels = {}
-    for strategy in ("ref", "top1", "seqinter", "rerank"):
+    mbr = work / "features" / "tune" / "mbr" / "0.parquet"
+    assert score.main(["--name", "mbr", "--kind", "mbr", "--nbest", str(tune_nbest),
+                       "--sources", str(data_dir / "tune.parquet"), "--out", str(mbr)]) == 0
+    for strategy in ("ref", "top1", "seqinter", "rerank", "mbr"):
         out = work / "labels" / f"{strategy}.parquet"
         argv = ["--strategy", strategy, "--sentences", str(data_dir / "tune.parquet"), "--out", str(out)]
         if strategy != "ref":
-            argv += ["--nbest", str(tune_nbest), "--features", *map(str, tune_features), "--weights", str(weights)]
+            argv += ["--nbest", str(tune_nbest), "--features", *map(str, tune_features), str(mbr), "--weights", str(weights)]
         assert select_labels.main(argv) == 0
         labels[strategy] = pd.read_parquet(out)
         assert list(labels[strategy].sent_id) == list(tune.sent_id)
@@ -224,9 +258,14 @@ def test_label_strategies(work, data_dir, tune_nbest, tune_features, weights):
     best = nbest.assign(gain=gains).groupby("sent_id").gain.max()
     chosen = nbest.assign(gain=gains).merge(labels["seqinter"][["sent_id", "hyp_id"]])
     assert np.allclose(chosen.set_index("sent_id").gain.loc[best.index], best)
-    # rerank picks n-best members
-    merged = labels["rerank"].merge(nbest, on=["sent_id", "hyp_id"])
-    assert (merged.label == merged.hypothesis).all() and len(merged) == len(tune)
+    # rerank and mbr pick n-best members; mbr the one with the highest chrF consensus
+    for strategy in ("rerank", "mbr"):
+        merged = labels[strategy].merge(nbest, on=["sent_id", "hyp_id"])
+        assert (merged.label == merged.hypothesis).all() and len(merged) == len(tune)
+    utilities = pd.read_parquet(mbr)
+    best = utilities.groupby("sent_id").mbr_chrf.max()
+    chosen = labels["mbr"].merge(utilities, on=["sent_id", "hyp_id"]).set_index("sent_id")
+    assert np.allclose(chosen.mbr_chrf.loc[best.index], best)
 
 
 def test_reference_strategies_reject_monolingual_sets(work, data_dir):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import shutil
 import subprocess
@@ -17,8 +18,9 @@ from snakemake.settings.enums import Quietness
 from conftest import REPO, tiny_config
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
-               "tune_reranker", "select_labels", "train_student", "evaluate", "report"}
-MODEL_RULES = {"train_teacher", "train_helper", "decode_nbest", "train_student", "evaluate"}
+               "tune_reranker", "select_labels", "finetune_teacher", "train_student", "evaluate", "gather_costs",
+               "list_selected_features", "report"}
+MODEL_RULES = {"train_teacher", "train_helper", "finetune_teacher", "decode_nbest", "train_student", "evaluate"}
 NEURAL_SCORERS = {"teacher", "r2l", "backward", "lm"}
 
 
@@ -50,17 +52,50 @@ def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
             assert resources.get("gpu") == 1, name
         if name == "score" and wildcards["scorer"] in ("length", "mbr", "ngram"):
             assert resources.get("gpu", 0) == 0
-    shards = {("tune", "0"), ("bitext", "0"), ("bitext", "1"), ("mono", "0")}
-    decoded = {(w["set"], w["shard"], w["direction"]) for n, w, _ in jobs if n == "decode_nbest"}
-    assert decoded == {(*shard, direction) for shard in shards for direction in ("l2r", "r2l")}
-    assert {(w["set"], w["shard"]) for n, w, _ in jobs if n == "merge_nbest"} == shards
+    shards = {("tune", "0"), ("dev", "0"), ("bitext", "0"), ("bitext", "1"), ("mono", "0")}
+    rounds = {"0", "1"}
+    decoded = {(w["round"], w["set"], w["shard"], w["direction"]) for n, w, _ in jobs if n == "decode_nbest"}
+    assert decoded == {(r, *shard, d) for r in rounds for shard in shards for d in ("l2r", "r2l")}
+    assert {(w["round"], w["set"], w["shard"]) for n, w, _ in jobs if n == "merge_nbest"} == {(r, *s) for r in rounds for s in shards}
     assert {w["helper"] for n, w, _ in jobs if n == "train_helper"} == {"r2l", "backward", "lm"}
-    scores = [w for n, w, _ in jobs if n == "score"]
-    assert len(scores) == len(shards) * len(config["scorers"])
-    students = {w["strategy"] for n, w, _ in jobs if n == "train_student"}
-    assert students == set(config["strategies"])
-    labels = {(w["strategy"], w["set"]) for n, w, _ in jobs if n == "select_labels"}
-    assert ("seqinter", "mono") not in labels and ("rerank", "mono") in labels
+    # round 1 fine-tunes both decoders on round 0's rerank labels of every transfer set
+    assert {(w["round"], w["finetuned"]) for n, w, _ in jobs if n == "finetune_teacher"} == {("1", "teacher"), ("1", "r2l")}
+    labels = {(w["round"], w["strategy"], w["set"]) for n, w, _ in jobs if n == "select_labels"}
+    assert {l for l in labels if l[0] == "0"} == {("0", "rerank", "bitext"), ("0", "rerank", "mono")}
+    assert ("1", "seqinter", "mono") not in labels and {("1", "mbr", "mono"), ("1", "ref", "bitext")} <= labels
+    assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "train_student"} == {("1", s) for s in config["student"]["systems"]}
+    assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "evaluate"} == (
+        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]})
+    # held-out sets get every scorer; which scorers the transfer shards get waits on each round's
+    # reranker (a checkpoint): before it runs, only the MBR scorer the mbr students need is there
+    scores = {(w["round"], w["set"], w["scorer"]) for n, w, _ in jobs if n == "score"}
+    names = {s["name"] for s in config["scorers"]}
+    assert {x for x in scores if x[1] in ("tune", "dev")} == {(r, s, n) for r in rounds for s in ("tune", "dev") for n in names}
+    assert {x for x in scores if x[1] not in ("tune", "dev")} == {("1", "bitext", "mbr"), ("1", "mono", "mbr")}
+    assert {w["round"] for n, w, _ in jobs if n == "tune_reranker"} == rounds
+
+
+def test_student_config_errors_name_the_key(tmp_path):
+    config = tiny_config()
+    config["student"]["systems"] = ["top1-both", "seqinter-mono"]
+    with pytest.raises(Exception, match=r"student.systems\[1\] \(seqinter-mono\): strategy seqinter needs references"):
+        dry_run_dag(tmp_path, config)
+    config["student"]["systems"] = ["top1-mono"]
+    config["transfer_sets"] = ["bitext"]
+    with pytest.raises(Exception, match=r"student.systems\[0\] \(top1-mono\): transfer set mono not in transfer_sets"):
+        dry_run_dag(tmp_path / "second", config)
+
+
+def test_one_round_and_no_selection(tmp_path):
+    """rounds: 1 is plain labelling; select: 0 scores the transfer sets with every scorer, no checkpoint wait."""
+    config = tiny_config()
+    config["self_training"]["rounds"] = 1
+    config["reranker"]["select"] = 0
+    jobs = dry_run_dag(tmp_path, config)
+    assert {w["round"] for n, w, _ in jobs if n in ("decode_nbest", "score", "train_student")} == {"0"}
+    assert not any(n == "finetune_teacher" for n, _, _ in jobs)
+    scores = {(w["set"], w["scorer"]) for n, w, _ in jobs if n == "score"}
+    assert scores == {(s, x["name"]) for s in ("tune", "dev", "bitext", "mono") for x in config["scorers"]}
 
 
 def test_pretrained_teacher_replaces_teacher_training(tmp_path):
@@ -88,6 +123,13 @@ def test_profiles_dry_run(fresh_workdir, profile):
     result = snakemake("-n", "--workflow-profile", str(REPO / "profiles" / profile), cwd=fresh_workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "train_teacher" in result.stdout and "report" in result.stdout
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "config" / "examples").glob("*.yaml")))
+def test_example_configs_dry_run(fresh_workdir, example):
+    result = snakemake("-n", "--configfile", str(REPO / "config" / "examples" / example), cwd=fresh_workdir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "tune_reranker" in result.stdout and "train_student" in result.stdout
 
 
 def test_slurm_profile_resources(fresh_workdir):
@@ -120,13 +162,14 @@ def test_scorers_are_a_config_list_and_can_be_limited_to_sets(tmp_path):
     shards and stays out of the reranker; R2L decoding and helpers are built only when used."""
     config = tiny_config()
     config["r2l"]["decode"] = False
+    config["reranker"]["select"] = 0  # every reranker scorer on the transfer sets: no checkpoint wait
     config["scorers"] = [s for s in config["scorers"] if s["name"] not in ("r2l", "lm")] + [
         {"name": "qe", "kind": "comet", "model": "/models/kiwi/checkpoints/model.ckpt", "gpu": True},
         {"name": "comet_ref", "kind": "comet", "model": "/models/comet", "sets": ["tune"], "gpu": True},
     ]
     jobs = dry_run_dag(tmp_path, config)
     scores = {(w["scorer"], w["set"]) for n, w, _ in jobs if n == "score"}
-    assert {("qe", s) for s in ("tune", "bitext", "mono")} <= scores
+    assert {("qe", s) for s in ("tune", "dev", "bitext", "mono")} <= scores
     assert ("comet_ref", "tune") in scores and not {("comet_ref", "bitext"), ("comet_ref", "mono")} & scores
     assert {w["direction"] for n, w, _ in jobs if n == "decode_nbest"} == {"l2r"}
     assert {w["helper"] for n, w, _ in jobs if n == "train_helper"} == {"backward"}
@@ -154,24 +197,38 @@ def test_end_to_end_tiny_run(tmp_path):
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("--cores", "2", "--workflow-profile", str(REPO / "profiles" / "default"), cwd=workdir, timeout=1200)
     assert result.returncode == 0, result.stderr[-4000:]
-    table = pd.read_csv(workdir / "results" / "report.csv")
-    assert list(table.system) == ["teacher"] + [f"student_{s}" for s in config["strategies"]]
-    assert list(table.strategy[1:]) == config["strategies"]
+    results = workdir / "results"
+    table = pd.read_csv(results / "report.csv")
+    systems = config["student"]["systems"]
+    assert list(zip(table.system, table["round"])) == [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems]
+    assert list(table.strategy[2:]) == [s.split("-")[0] for s in systems]
     for column in ("parameters", "bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "sent_per_s_greedy", "sent_per_s_beam"):
         assert table[column].map(math.isfinite).all(), column
-    assert (table.parameters[1:] < table.parameters[0]).all()
-    report = (workdir / "results" / "report.md").read_text()
-    assert "nrefs:3" in report and "Reranker" in report
+    assert (table.parameters[2:] < table.parameters[0]).all()
+    report = (results / "report.md").read_text()
+    assert "nrefs:3" in report and "## Self-training rounds" in report and "### Round 1" in report
+    assert "Ablation" in report and "random search" in report
     assert "## Scorers" in report and all(s["name"] in report for s in config["scorers"])
     assert "Left-to-right lists alone" in report  # oracle of L2R-only vs merged lists
-    comet_ref = pd.read_parquet(workdir / "results" / "features" / "tune" / "comet" / "0.parquet")
+    comet_ref = pd.read_parquet(results / "round0" / "features" / "tune" / "comet" / "0.parquet")
     assert comet_ref.comet_score.map(math.isfinite).all()
-    assert not (workdir / "results" / "features" / "bitext" / "comet").exists()  # tune only
-    weights = yaml.safe_load((workdir / "results" / "reranker" / "weights.json").read_text())
-    assert "kiwi_score" in weights["features"] and "comet_score" not in weights["features"]
-    assert {"from_l2r", "from_r2l", "r2l_logprob", "backward_logprob", "lm_logprob"} <= set(weights["features"])
-    for rule in ("train_teacher", "decode_nbest", "score", "train_student", "evaluate"):
-        assert any((workdir / "results" / "benchmarks" / rule).iterdir()), rule
+    for round_ in (0, 1):
+        diagnostics = json.loads((results / f"round{round_}" / "reranker" / "diagnostics.json").read_text())
+        assert "kiwi" in diagnostics["groups"] and "comet" not in diagnostics["groups"]  # comet: tune only
+        assert {"r2l", "backward", "lm", "provenance"} <= set(diagnostics["groups"])
+        weights = json.loads((results / f"round{round_}" / "reranker" / "weights.json").read_text())
+        assert len(weights["scorers"]) == config["reranker"]["select"]
+        # transfer shards were scored by the selected scorers alone (and MBR, for the mbr students' labels)
+        mbr = {"mbr"} if round_ == 1 else set()
+        for set_name in ("bitext", "mono"):
+            scored = {p.name for p in (results / f"round{round_}" / "features" / set_name).iterdir() if p.is_dir()}
+            assert scored == set(weights["scorers"]) | mbr, (round_, set_name)
+        labels = pd.read_parquet(results / f"round{round_}" / "labels" / "rerank" / "mono.parquet")
+        assert (labels.strategy == "rerank").all() and {"hyp_id", "label", "from_l2r", "from_r2l"} <= set(labels.columns)
+    finetuned = json.loads((results / "round1" / "models" / "teacher" / "training.json").read_text())
+    assert finetuned["arguments"]["init"] == "results/models/teacher" and finetuned["arguments"]["epochs"] == 1
+    for rule in ("train_teacher", "finetune_teacher", "decode_nbest", "score", "train_student", "evaluate"):
+        assert any((results / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
     # the Snakemake HTML report builds from the finished run
     html = snakemake("--report", "report.html", cwd=workdir)

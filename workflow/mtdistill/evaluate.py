@@ -52,6 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--test", required=True, help="test table with source, target and references")
     p.add_argument("--system", required=True, help="system name in the report")
     p.add_argument("--strategy", default="-", help="label strategy the system was trained on")
+    p.add_argument("--round", type=int, default=0, help="self-training round of its labels (or of the teacher)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
@@ -61,7 +62,7 @@ def parse_args(argv=None):
 
 def run(args) -> None:
     models.set_threads(args.threads)
-    result = {"system": args.system, "strategy": args.strategy, "threads": args.threads}
+    result = {"system": args.system, "strategy": args.strategy, "round": args.round, "threads": args.threads}
     result.update(evaluate(args.model, args.test, args.beam, args.batch_size))
     write_json(result, args.out)
 

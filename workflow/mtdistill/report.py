@@ -10,13 +10,13 @@ import pandas as pd
 from .files import atomic_path, read_json, run_main
 
 
-def report_table(evaluations: list[dict], trainings: dict[str, dict]) -> pd.DataFrame:
+def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.DataFrame:
     rows = []
     for ev in evaluations:
-        training = trainings.get(ev["system"], {})
+        training = trainings.get((ev["system"], ev.get("round", 0)), {})
         rows.append({
-            "system": ev["system"], "strategy": ev["strategy"], "parameters": ev["parameters"],
-            "train_pairs": training.get("train_pairs"),
+            "system": ev["system"], "round": ev.get("round", 0), "strategy": ev["strategy"],
+            "parameters": ev["parameters"], "train_pairs": training.get("train_pairs"),
             "bleu_greedy": ev["greedy"]["bleu"], "bleu_beam": ev["beam"]["bleu"],
             "chrf_greedy": ev["greedy"]["chrf"], "chrf_beam": ev["beam"]["chrf"],
             "sent_per_s_greedy": ev["greedy"]["sentences_per_s"], "sent_per_s_beam": ev["beam"]["sentences_per_s"],
@@ -44,31 +44,77 @@ def feature_summary(costs: list[dict]) -> pd.DataFrame:
     return table.assign(seconds_per_1k=table.scorer.map(per_1k))[["scorer", "feature", "mean", "seconds_per_1k"]]
 
 
-def reranker_section(reranker: dict) -> list[str]:
-    tune = reranker["tune"]
-    lines = ["## Reranker (tune set)", "",
-             f"Method {reranker['method']}, gain {reranker['metric']}, {tune['sentences']} sentences: "
-             f"top-1 BLEU {tune['top1_bleu']:.2f}, reranked {tune['reranked_bleu']:.2f}, oracle {tune['oracle_bleu']:.2f}.", ""]
-    if "lists" in reranker:
-        lists = pd.DataFrame(reranker["lists"]).T.rename_axis("n-best lists").reset_index()
+def split_scores(rows: list[dict], key: str) -> pd.DataFrame:
+    """One line per row: corpus BLEU and chrF on tune and dev."""
+    return pd.DataFrame([{key: row[key], **{f"{split} {metric}": row[split][metric] for split in ("tune", "dev")
+                                            for metric in ("bleu", "chrf")}} for row in rows])
+
+
+def checks(diagnostics: dict) -> list[str]:
+    """The independent checks, stated with their margins."""
+    metric, lines = diagnostics["metric"], []
+    for tuner, margin in diagnostics["checks"]["tune_minus_random"].items():
+        verdict = "reaches" if margin >= -1e-9 else "falls short of"
+        lines.append(f"- {tuner} {verdict} the tune-set {metric} of a random search with the same "
+                     f"{diagnostics['evaluations']} evaluations ({margin:+.2f}).")
+    gap = diagnostics["checks"]["dev_bleu_reranked_minus_top1"]
+    verdict = "at least" if gap >= -1e-9 else f"{-gap:.2f} below"
+    lines.append(f"- Reranked ({diagnostics['labeller']}) dev BLEU is {verdict} top-1 dev BLEU ({gap:+.2f}).")
+    return lines
+
+
+def reranker_section(diagnostics: dict, round_: int) -> list[str]:
+    sets = ", ".join(f"{name} {d['sentences']} sentences / {d['hypotheses']} hypotheses" for name, d in diagnostics["sets"].items())
+    lines = [f"### Round {round_}", "", f"Gain {diagnostics['metric']}; {sets}.", "",
+             split_scores(diagnostics["rows"], "system").to_markdown(index=False, floatfmt=".2f"), "", *checks(diagnostics), ""]
+    selection = diagnostics["selection"]
+    ranking = ", ".join(f"{name} ({weight:.3f})" for name, weight in selection["ranking"])
+    lines += [f"Scorers by largest absolute {diagnostics['labeller']} weight: {ranking}. "
+              f"Kept {len(selection['selected'])}: **{', '.join(selection['selected'])}**; only these score the transfer sets.", ""]
+    weights = pd.DataFrame(diagnostics["weights"]).rename_axis("feature").reset_index()
+    selected = weights.feature.map(selection["weights"])
+    weights[f"{diagnostics['labeller']} (selected)"] = selected.astype(object).where(selected.notna(), "")
+    lines += ["Weights (standardised features):", "", weights.to_markdown(index=False, floatfmt=".3f"), "",
+              "Each feature alone (oriented by the labelling tuner's sign):", "",
+              split_scores(diagnostics["single_features"], "feature").to_markdown(index=False, floatfmt=".2f"), "",
+              f"Ablation: {diagnostics['labeller']} re-tuned without one scorer:", "",
+              split_scores(diagnostics["ablation"], "dropped").to_markdown(index=False, floatfmt=".2f"), ""]
+    if diagnostics.get("lists"):
+        lists = pd.DataFrame(diagnostics["lists"]).T.rename_axis("tune-set n-best lists").reset_index()
         lines += ["Left-to-right lists alone against the merged L2R+R2L lists:", "", lists.to_markdown(index=False, floatfmt=".2f"), ""]
-    weights = pd.DataFrame({"feature": reranker["features"], "weight": reranker["weights"]})
-    return lines + [weights.to_markdown(index=False, floatfmt=".3f"), ""]
+    return lines
 
 
-def markdown(table: pd.DataFrame, evaluations: list[dict], reranker: dict | None, costs: list[dict] = ()) -> str:
+def rounds_table(table: pd.DataFrame, diagnostics: list[dict]) -> pd.DataFrame:
+    """Per self-training round: the teacher's test BLEU and the reranker's tune/dev BLEU."""
+    rows = []
+    for round_, diag in enumerate(diagnostics):
+        by_system = {row["system"]: row for row in diag["rows"]}
+        teacher = table[(table.system == "teacher") & (table["round"] == round_)]
+        rows.append({"round": round_, "teacher test BLEU (beam)": teacher.bleu_beam.iloc[0] if len(teacher) else None,
+                     **{f"{split} {name}": by_system[system][split]["bleu"] for split in ("tune", "dev")
+                        for name, system in (("top-1", "top1"), ("reranked", diag["labeller"]), ("oracle", "oracle"))},
+                     "selected scorers": ", ".join(diag["selection"]["selected"])})
+    return pd.DataFrame(rows)
+
+
+def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dict] = (), costs: list[dict] = ()) -> str:
     ev = evaluations[0]
     lines = [
         "# mtdistill report", "",
         f"Test set: {ev['test_sentences']} sentences, {ev['references']} reference(s). "
-        f"Greedy and beam {ev['beam']['beam']} decoding, batch size {ev['beam']['batch_size']}, {ev['threads']} thread(s).", "",
+        f"Greedy and beam {ev['beam']['beam']} decoding, batch size {ev['beam']['batch_size']}, {ev['threads']} thread(s). "
+        "Students are named <label strategy>-<transfer sources>; `round` is the self-training round of their labels.", "",
         table.to_markdown(index=False, floatfmt=".2f"), "",
         "sacreBLEU signatures:", "",
         f"- BLEU: `{ev['beam']['bleu_signature']}`",
         f"- chrF: `{ev['beam']['chrf_signature']}`", "",
     ]
-    if reranker:
-        lines += reranker_section(reranker)
+    if diagnostics:
+        lines += ["## Self-training rounds", "", rounds_table(table, diagnostics).to_markdown(index=False, floatfmt=".2f"), "",
+                  "## Reranker (corpus BLEU and chrF of each pick on tune and dev)", ""]
+        for round_, diag in enumerate(diagnostics):
+            lines += reranker_section(diag, round_)
     if costs:
         lines += ["## Scorers", "", "Cost over every scoring job (model loading included):", "",
                   scorer_costs(costs).to_markdown(index=False, floatfmt=".2f"), "",
@@ -81,8 +127,8 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files")
     p.add_argument("--models", nargs="*", default=[], help="model directories (for training.json), same order")
-    p.add_argument("--weights", help="reranker weights JSON")
-    p.add_argument("--costs", nargs="*", default=[], help="scorer cost records (JSON)")
+    p.add_argument("--diagnostics", nargs="*", default=[], help="reranker diagnostics JSON, one per round in order")
+    p.add_argument("--costs", nargs="*", default=[], help="scorer cost records (JSON lists, one per round)")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
     return p.parse_args(argv)
@@ -93,13 +139,14 @@ def run(args) -> None:
     trainings = {}
     for ev, model in zip(evaluations, args.models):
         if (Path(model) / "training.json").exists():
-            trainings[ev["system"]] = read_json(Path(model) / "training.json")
+            trainings[ev["system"], ev.get("round", 0)] = read_json(Path(model) / "training.json")
     table = report_table(evaluations, trainings)
     with atomic_path(args.csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(args.markdown) as tmp:
-        costs = [read_json(p) for p in args.costs]
-        tmp.write_text(markdown(table, evaluations, read_json(args.weights) if args.weights else None, costs), encoding="utf-8")
+        costs = [record for p in args.costs for record in read_json(p)]
+        diagnostics = [read_json(p) for p in args.diagnostics]
+        tmp.write_text(markdown(table, evaluations, diagnostics, costs), encoding="utf-8")
 
 
 def main(argv=None) -> int:

@@ -149,6 +149,10 @@ def train(args) -> dict:
     dev = read_table(args.dev)
     dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
     dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
+    if args.epochs:  # self-training fine-tunes for a number of passes over the new labels
+        per_epoch = len(token_batches(pairs, args.batch_tokens, np.random.default_rng(0)))
+        args.max_steps = max(1, math.ceil(args.epochs * per_epoch))
+        log.info("%g epoch(s) of %d batches: %d steps", args.epochs, per_epoch, args.max_steps)
     log.info("%d training pairs, %d dev pairs, %d parameters, device %s", len(pairs), len(dev_pairs), models.count_parameters(model), device)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
@@ -245,6 +249,7 @@ def parse_args(argv=None):
     p.add_argument("--init", help="start from this model (directory or Hugging Face id) instead of --arch")
     p.add_argument("--init-from-teacher", help="copy the tensors of this model that match --arch in name and shape")
     p.add_argument("--max-steps", type=int, default=1000)
+    p.add_argument("--epochs", type=float, help="passes over the training data; replaces --max-steps")
     p.add_argument("--batch-tokens", type=int, default=4096)
     p.add_argument("--lr", type=float, default=7e-4)
     p.add_argument("--warmup", type=int, default=200)

@@ -3,27 +3,38 @@ import shlex
 
 
 wildcard_constraints:
-    set=r"tune|bitext|mono",
+    set=r"tune|dev|bitext|mono",
     shard=r"\d+",
+    round=r"\d+",
     strategy=r"[a-z0-9]+",
     scorer=r"[A-Za-z0-9_]+",
-    system=r"teacher|student_[a-z0-9]+",
+    system=r"teacher|[a-z0-9]+-(bitext|mono|both)",
     helper=r"r2l|backward|lm",
     direction=r"l2r|r2l",
+    finetuned=r"teacher|r2l",
 
 
 SCORERS = {scorer["name"]: scorer for scorer in config["scorers"]}
-SETS = ["tune", *config["transfer_sets"]]
+# The reranker is tuned on `tune` and diagnosed on `dev`; the transfer sets get labels.
+HELD_OUT = ["tune", "dev"]
+TRANSFER = config["transfer_sets"]
+SETS = HELD_OUT + TRANSFER
 # Models the workflow trains (or takes from `pretrained`) besides the teacher and students.
 HELPERS = ("r2l", "backward", "lm")
 # Decoders whose n-best lists are merged; the first one's ranking leads (hyp_id 0 = its best).
 DIRECTIONS = ["l2r", "r2l"] if config["r2l"]["decode"] else ["l2r"]
+# Self-training rounds fine-tune the decoders on the previous round's labels.
+FINETUNED = ["teacher", "r2l"] if config["r2l"]["decode"] else ["teacher"]
+ROUNDS = list(range(config["self_training"]["rounds"]))
+LAST_ROUND = ROUNDS[-1]
 MODEL_KINDS = {"forced_decoding", "r2l", "backward", "lm", "comet"}
-STRATEGIES = config["strategies"]
 # Strategies that need the original reference can only label bitext transfer sets.
 NEEDS_REFERENCE = {"ref", "seqinter"}
-SYSTEMS = ["teacher"] + [f"student_{strategy}" for strategy in STRATEGIES]
+# A student learns from the labels of one strategy on bitext, mono or both transfer sets.
+COMPOSITIONS = {"bitext": ["bitext"], "mono": ["mono"], "both": ["bitext", "mono"]}
+STUDENTS = config["student"]["systems"]
 TEACHER = "results/models/teacher"
+MBR_SCORERS = [name for name, s in SCORERS.items() if s["kind"] == "mbr"]
 
 
 def as_json(value):
@@ -47,8 +58,17 @@ def helper_model(name):
     return name
 
 
-def built_here(name):
+def round_model(name, round):
+    """A model as round `round` uses it: the decoders are fine-tuned anew every round after 0."""
+    if int(round) > 0 and name in FINETUNED:
+        return f"results/round{round}/models/{name}"
+    return helper_model(name)
+
+
+def built_here(name, round=0):
     """Whether a rule of this workflow produces the model `name` refers to."""
+    if int(round) > 0 and name in FINETUNED:
+        return True
     return name == "teacher" or (name in HELPERS and not config[name]["pretrained"])
 
 
@@ -85,8 +105,40 @@ def helper_options(wildcards):
     return f"{mode[wildcards.helper]} --arch {shlex.quote(as_json(arch))} {init} {cli_options(train)}"
 
 
+def finetune_inputs(wildcards):
+    """The previous round's model and its labels for the fine-tuning strategy."""
+    previous = int(wildcards.round) - 1
+    inputs = {
+        "labels": label_files(previous, config["self_training"]["labels"], TRANSFER),
+        "dev": "results/data/dev.parquet",
+    }
+    model = round_model(wildcards.finetuned, previous)
+    if built_here(wildcards.finetuned, previous):
+        inputs["model"] = model
+    return inputs
+
+
+def finetune_options(wildcards):
+    """Start from the previous round's model; one evaluation at the end of the epochs."""
+    previous = int(wildcards.round) - 1
+    train = {
+        **config["teacher"]["train"],
+        **config["self_training"]["train"],
+        "epochs": config["self_training"]["epochs"],
+        "select_by": "loss",
+        "eval_every": 10**9,
+    }
+    direction = "l2r" if wildcards.finetuned == "teacher" else "r2l"
+    model = shlex.quote(round_model(wildcards.finetuned, previous))
+    return f"--init {model} --direction {direction} {cli_options(train)}"
+
+
+def decoder_name(wildcards):
+    return "teacher" if wildcards.direction == "l2r" else "r2l"
+
+
 def decoder_model(wildcards):
-    return helper_model("teacher" if wildcards.direction == "l2r" else "r2l")
+    return round_model(decoder_name(wildcards), wildcards.round)
 
 
 def r2l_option(wildcards):
@@ -95,14 +147,14 @@ def r2l_option(wildcards):
 
 def decoder_inputs(wildcards):
     inputs = {"sentences": f"results/data/{wildcards.set}.parquet"}
-    if built_here("teacher" if wildcards.direction == "l2r" else "r2l"):
+    if built_here(decoder_name(wildcards), wildcards.round):
         inputs["model"] = decoder_model(wildcards)
     return inputs
 
 
 def direction_nbest(wildcards):
     return {
-        direction: f"results/nbest/{wildcards.set}/{direction}/{wildcards.shard}.parquet"
+        direction: f"results/round{wildcards.round}/nbest/{wildcards.set}/{direction}/{wildcards.shard}.parquet"
         for direction in DIRECTIONS
     }
 
@@ -120,45 +172,63 @@ def reranker_scorers():
     return [name for name in SCORERS if set(SETS) <= set(scorer_sets(name))]
 
 
-def nbest_shards(set_name):
-    shards = config["decode"]["shards"][set_name]
-    return expand(
-        "results/nbest/{set}/{shard}.parquet", set=set_name, shard=range(shards)
-    )
-
-
-def feature_shards(set_name, scorers=None):
-    """Feature tables of a set: every scorer that runs on it, or the given ones."""
+def nbest_shards(round, set_name):
     return [
-        f"results/features/{set_name}/{scorer}/{shard}.parquet"
-        for scorer in (scorers or SCORERS)
+        f"results/round{round}/nbest/{set_name}/{shard}.parquet"
+        for shard in range(config["decode"]["shards"][set_name])
+    ]
+
+
+def feature_shards(round, set_name, scorers):
+    """Feature tables of the given scorers on a set (those that run on it)."""
+    return [
+        f"results/round{round}/features/{set_name}/{scorer}/{shard}.parquet"
+        for scorer in scorers
         if set_name in scorer_sets(scorer)
         for shard in range(config["decode"]["shards"][set_name])
     ]
 
 
-def reranker_features(set_name):
-    return feature_shards(set_name, reranker_scorers())
+def selected_scorers(round):
+    """The scorers that rank transfer hypotheses: those the round's reranker kept.
+
+    Which ones is known only once the reranker is tuned (a checkpoint), so no job ever scores a
+    transfer shard with a scorer that was not selected."""
+    if not config["reranker"]["select"]:
+        return reranker_scorers()
+    weights = checkpoints.tune_reranker.get(round=round).output.weights
+    with open(weights) as f:
+        return json.load(f)["scorers"]
 
 
-def scorer_costs():
-    """Cost records of every scoring job in the DAG."""
+def set_scorers(round, set_name):
+    """Every scorer on the held-out sets; on transfer sets the selected ones (and MBR for its labels)."""
+    if set_name in HELD_OUT:
+        return list(SCORERS)
+    mbr = MBR_SCORERS[:1] if "mbr" in round_strategies(round) else []
+    return selected_scorers(round) + [
+        name for name in mbr if name not in selected_scorers(round)
+    ]
+
+
+def scorer_costs(round):
+    """Cost records of every scoring job of a round."""
     return [
         path.replace(".parquet", ".cost.json")
         for s in SETS
-        for path in feature_shards(s)
+        for path in feature_shards(round, s, dict.fromkeys(set_scorers(round, s)))
     ]
 
 
 def scorer_inputs(wildcards):
     """The n-best shard, its sentences and the scorer's model when this workflow builds it."""
     inputs = {
-        "nbest": f"results/nbest/{wildcards.set}/{wildcards.shard}.parquet",
+        "nbest": f"results/round{wildcards.round}/nbest/{wildcards.set}/{wildcards.shard}.parquet",
         "sources": f"results/data/{wildcards.set}.parquet",
     }
     model = SCORERS[wildcards.scorer].get("model")
-    if model and built_here(model):
-        inputs["model"] = helper_model(model)
+    if model and built_here(model, wildcards.round):
+        inputs["model"] = round_model(model, wildcards.round)
     return inputs
 
 
@@ -166,7 +236,7 @@ def scorer_model_option(wildcards):
     """--model (and --encoder) for scorers that name one; workflow models by their role name."""
     scorer = SCORERS[wildcards.scorer]
     options = [
-        f"--{key} {shlex.quote(helper_model(scorer[key]) if key == 'model' else scorer[key])}"
+        f"--{key} {shlex.quote(round_model(scorer[key], wildcards.round) if key == 'model' else scorer[key])}"
         for key in ("model", "encoder")
         if scorer.get(key)
     ]
@@ -180,64 +250,71 @@ def scorer_option(name):
     return option
 
 
-def check_scorers():
-    for i, scorer in enumerate(config["scorers"]):
-        if scorer["kind"] in MODEL_KINDS and not scorer.get("model"):
-            raise ValueError(
-                f"config key scorers[{i}] ({scorer['name']}): kind {scorer['kind']} needs `model`"
-            )
-        if (
-            scorer["kind"] == "lm"
-            and scorer.get("model") == "lm"
-            and "arch" not in config["lm"]
-        ):
-            raise ValueError(
-                f"config key lm.arch: scorer {scorer['name']} uses the workflow's LM"
-            )
-    if len(SCORERS) < len(config["scorers"]):
-        raise ValueError("config key scorers: scorer names must be unique")
-
-
-check_scorers()
-
-
 def scorer_gpus(wildcards):
     return int(SCORERS[wildcards.scorer].get("gpu", False))
 
 
-def label_sets(strategy):
-    """Transfer sets a strategy labels: reference-based strategies only have bitext."""
-    sets = config["transfer_sets"]
-    return [s for s in sets if s == "bitext" or strategy not in NEEDS_REFERENCE]
+def reranker_inputs(wildcards):
+    inputs = {}
+    for set_name in HELD_OUT:
+        inputs[f"{set_name}_nbest"] = nbest_shards(wildcards.round, set_name)
+        inputs[f"{set_name}_features"] = feature_shards(
+            wildcards.round, set_name, reranker_scorers()
+        )
+        inputs[f"{set_name}_references"] = f"results/data/{set_name}.parquet"
+    return inputs
+
+
+def input_options(wildcards, input):
+    """Every named input as a command-line option, --<name> <files>.
+
+    Jobs whose inputs wait on a checkpoint have none of their named inputs yet in a dry run.
+    """
+    return " ".join(
+        f"--{name.replace('_', '-')} {' '.join([files] if isinstance(files, str) else files)}"
+        for name, files in input.items()
+    )
+
+
+def student_strategies():
+    return {system.split("-")[0] for system in STUDENTS}
+
+
+def round_strategies(round):
+    """Label strategies a round must produce: its students' and the next round's fine-tuning labels."""
+    strategies = student_strategies() if int(round) in student_rounds() else set()
+    if int(round) < LAST_ROUND:
+        strategies.add(config["self_training"]["labels"])
+    return strategies
+
+
+def label_files(round, strategy, sets):
+    return [f"results/round{round}/labels/{strategy}/{s}.parquet" for s in sets]
 
 
 def label_inputs(wildcards):
     inputs = {"sentences": f"results/data/{wildcards.set}.parquet"}
     if wildcards.strategy != "ref":
-        inputs["nbest"] = nbest_shards(wildcards.set)
+        inputs["nbest"] = nbest_shards(wildcards.round, wildcards.set)
     if wildcards.strategy == "rerank":
-        inputs["features"] = reranker_features(wildcards.set)
-        inputs["weights"] = "results/reranker/weights.json"
+        inputs["feature_list"] = selected_features_list(wildcards.round, wildcards.set)
+        inputs["weights"] = f"results/round{wildcards.round}/reranker/weights.json"
+    if wildcards.strategy == "mbr":
+        inputs["features"] = feature_shards(
+            wildcards.round, wildcards.set, MBR_SCORERS[:1]
+        )
     return inputs
 
 
-def label_options(wildcards, input):
-    """--nbest, --features and --weights for the inputs a strategy has."""
-    options = []
-    for name in ("nbest", "features", "weights"):
-        if hasattr(input, name):
-            files = getattr(input, name)
-            files = [files] if isinstance(files, str) else files
-            options.append(f"--{name} {' '.join(files)}")
-    return " ".join(options)
+def mbr_option(wildcards):
+    if wildcards.strategy != "mbr":
+        return ""
+    return f"--mbr-feature {MBR_SCORERS[0]}_{config['reranker']['mbr_utility']}"
 
 
 def student_labels(wildcards):
-    return expand(
-        "results/labels/{strategy}/{set}.parquet",
-        strategy=wildcards.strategy,
-        set=label_sets(wildcards.strategy),
-    )
+    strategy, transfer = wildcards.system.split("-")
+    return label_files(wildcards.round, strategy, COMPOSITIONS[transfer])
 
 
 def cli_options(values):
@@ -258,17 +335,97 @@ def student_init_option(wildcards, input):
     return ""
 
 
-def model_dir(system):
+def student_rounds():
+    return ROUNDS if config["student"]["every_round"] else [LAST_ROUND]
+
+
+def model_of(round, system):
     if system == "teacher":
-        return TEACHER
-    return f"results/models/students/{system.removeprefix('student_')}"
+        return round_model("teacher", round)
+    return f"results/round{round}/students/{system}"
 
 
 def system_model(wildcards):
-    return model_dir(wildcards.system)
+    return model_of(wildcards.round, wildcards.system)
 
 
 def system_strategy(wildcards):
-    if wildcards.system == "teacher":
-        return "-"
-    return wildcards.system.removeprefix("student_")
+    return "-" if wildcards.system == "teacher" else wildcards.system.split("-")[0]
+
+
+def evaluated_systems():
+    """(round, system): the teacher of every round, the students of the rounds they train on."""
+    return [(r, "teacher") for r in ROUNDS] + [
+        (r, system) for r in student_rounds() for system in STUDENTS
+    ]
+
+
+def report_inputs(wildcards):
+    systems = evaluated_systems()
+    return {
+        "evaluations": [f"results/round{r}/eval/{s}.json" for r, s in systems],
+        "models": [model_of(r, s) for r, s in systems],
+        "diagnostics": [f"results/round{r}/reranker/diagnostics.json" for r in ROUNDS],
+        "costs": [f"results/round{r}/features/costs.json" for r in ROUNDS],
+    }
+
+
+def round_costs(wildcards):
+    return {"records": scorer_costs(wildcards.round)}
+
+
+def selected_features_list(round, set_name):
+    return f"results/round{round}/features/{set_name}/selected.json"
+
+
+def selected_features(wildcards):
+    """Feature tables of the scorers the round's reranker selected (waits on the checkpoint)."""
+    return {
+        "records": feature_shards(
+            wildcards.round, wildcards.set, selected_scorers(wildcards.round)
+        )
+    }
+
+
+def check_config():
+    """Errors a schema cannot express, each naming its config key."""
+    for i, scorer in enumerate(config["scorers"]):
+        if scorer["kind"] in MODEL_KINDS and not scorer.get("model"):
+            raise ValueError(
+                f"config key scorers[{i}] ({scorer['name']}): kind {scorer['kind']} needs `model`"
+            )
+        if (
+            scorer["kind"] == "lm"
+            and scorer.get("model") == "lm"
+            and "arch" not in config["lm"]
+        ):
+            raise ValueError(
+                f"config key lm.arch: scorer {scorer['name']} uses the workflow's LM"
+            )
+    if len(SCORERS) < len(config["scorers"]):
+        raise ValueError("config key scorers: scorer names must be unique")
+    if not reranker_scorers():
+        raise ValueError(
+            "config key scorers: no scorer runs on every set, so nothing can rerank"
+        )
+    for i, system in enumerate(STUDENTS):
+        strategy, transfer = system.split("-")
+        missing = set(COMPOSITIONS[transfer]) - set(TRANSFER)
+        if missing:
+            raise ValueError(
+                f"config key student.systems[{i}] ({system}): transfer set {', '.join(missing)} not in transfer_sets"
+            )
+        if strategy in NEEDS_REFERENCE and transfer != "bitext":
+            raise ValueError(
+                f"config key student.systems[{i}] ({system}): strategy {strategy} needs references, so bitext only"
+            )
+    if (
+        "mbr" in student_strategies() | {config["self_training"]["labels"]}
+        and not MBR_SCORERS
+    ):
+        raise ValueError(
+            "config key student.systems: strategy mbr needs a scorer of kind mbr"
+        )
+
+
+check_config()

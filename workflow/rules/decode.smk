@@ -2,11 +2,11 @@ rule decode_nbest:
     input:
         unpack(decoder_inputs),
     output:
-        "results/nbest/{set}/{direction}/{shard}.parquet",
+        "results/round{round}/nbest/{set}/{direction}/{shard}.parquet",
     log:
-        "logs/decode_nbest/{set}.{direction}.{shard}.log",
+        "logs/decode_nbest/round{round}/{set}.{direction}.{shard}.log",
     benchmark:
-        "results/benchmarks/decode_nbest/{set}.{direction}.{shard}.tsv"
+        "results/benchmarks/decode_nbest/round{round}/{set}.{direction}.{shard}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
@@ -34,11 +34,11 @@ rule merge_nbest:
     input:
         unpack(direction_nbest),
     output:
-        "results/nbest/{set}/{shard}.parquet",
+        "results/round{round}/nbest/{set}/{shard}.parquet",
     log:
-        "logs/merge_nbest/{set}.{shard}.log",
+        "logs/merge_nbest/round{round}/{set}.{shard}.log",
     benchmark:
-        "results/benchmarks/merge_nbest/{set}.{shard}.tsv"
+        "results/benchmarks/merge_nbest/round{round}/{set}.{shard}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     params:

@@ -3,11 +3,11 @@ rule evaluate:
         model=system_model,
         test="results/data/test.parquet",
     output:
-        "results/eval/{system}.json",
+        "results/round{round}/eval/{system}.json",
     log:
-        "logs/evaluate/{system}.log",
+        "logs/evaluate/round{round}/{system}.log",
     benchmark:
-        "results/benchmarks/evaluate/{system}.tsv"
+        "results/benchmarks/evaluate/round{round}/{system}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
@@ -19,16 +19,13 @@ rule evaluate:
         batch_size=config["evaluation"]["batch_size"],
     shell:
         "python -m mtdistill.evaluate --model {input.model} --test {input.test}"
-        " --system {wildcards.system} --strategy {params.strategy} --beam {params.beam}"
+        " --system {wildcards.system} --round {wildcards.round} --strategy {params.strategy} --beam {params.beam}"
         " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule report:
     input:
-        evaluations=expand("results/eval/{system}.json", system=SYSTEMS),
-        models=[model_dir(system) for system in SYSTEMS],
-        weights="results/reranker/weights.json",
-        costs=scorer_costs(),
+        unpack(report_inputs),
     output:
         markdown="results/report.md",
         csv=report(
@@ -41,7 +38,8 @@ rule report:
     localrule: True
     conda:
         "../../envs/mtdistill.yaml"
+    params:
+        inputs=input_options,
     shell:
-        "python -m mtdistill.report --evaluations {input.evaluations}"
-        " --models {input.models} --weights {input.weights} --costs {input.costs}"
+        "python -m mtdistill.report {params.inputs}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

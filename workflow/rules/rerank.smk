@@ -1,38 +1,44 @@
-rule tune_reranker:
+# A checkpoint: which scorers the reranker keeps decides which scoring jobs the transfer sets get.
+checkpoint tune_reranker:
     input:
-        nbest=nbest_shards("tune"),
-        features=reranker_features("tune"),
-        references="results/data/tune.parquet",
+        unpack(reranker_inputs),
     output:
-        "results/reranker/weights.json",
+        weights="results/round{round}/reranker/weights.json",
+        diagnostics="results/round{round}/reranker/diagnostics.json",
     log:
-        "logs/tune_reranker/tune_reranker.log",
+        "logs/tune_reranker/round{round}.log",
     benchmark:
-        "results/benchmarks/tune_reranker/tune_reranker.tsv"
+        "results/benchmarks/tune_reranker/round{round}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     params:
+        inputs=input_options,
+        tuners=config["reranker"]["tuners"],
+        select=config["reranker"]["select"],
+        evaluations=config["reranker"]["evaluations"],
         metric=config["reranker"]["metric"],
         seed=config["seed"],
     shell:
-        "python -m mtdistill.tune_reranker --nbest {input.nbest}"
-        " --features {input.features} --references {input.references}"
-        " --metric {params.metric} --seed {params.seed} --out {output} > {log} 2>&1"
+        "python -m mtdistill.tune_reranker {params.inputs} --tuners {params.tuners}"
+        " --select {params.select} --evaluations {params.evaluations}"
+        " --metric {params.metric} --seed {params.seed}"
+        " --weights {output.weights} --diagnostics {output.diagnostics} > {log} 2>&1"
 
 
 rule select_labels:
     input:
         unpack(label_inputs),
     output:
-        "results/labels/{strategy}/{set}.parquet",
+        "results/round{round}/labels/{strategy}/{set}.parquet",
     log:
-        "logs/select_labels/{strategy}.{set}.log",
+        "logs/select_labels/round{round}/{strategy}.{set}.log",
     benchmark:
-        "results/benchmarks/select_labels/{strategy}.{set}.tsv"
+        "results/benchmarks/select_labels/round{round}/{strategy}.{set}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     params:
-        options=label_options,
+        inputs=input_options,
+        mbr=mbr_option,
     shell:
         "python -m mtdistill.select_labels --strategy {wildcards.strategy}"
-        " --sentences {input.sentences} {params.options} --out {output} > {log} 2>&1"
+        " {params.inputs} {params.mbr} --out {output} > {log} 2>&1"

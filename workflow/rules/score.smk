@@ -2,12 +2,12 @@ rule score:
     input:
         unpack(scorer_inputs),
     output:
-        features="results/features/{set}/{scorer}/{shard}.parquet",
-        cost="results/features/{set}/{scorer}/{shard}.cost.json",
+        features="results/round{round}/features/{set}/{scorer}/{shard}.parquet",
+        cost="results/round{round}/features/{set}/{scorer}/{shard}.cost.json",
     log:
-        "logs/score/{set}.{scorer}.{shard}.log",
+        "logs/score/round{round}/{set}.{scorer}.{shard}.log",
     benchmark:
-        "results/benchmarks/score/{set}.{scorer}.{shard}.tsv"
+        "results/benchmarks/score/round{round}/{set}.{scorer}.{shard}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
@@ -22,3 +22,39 @@ rule score:
         " {params.model} --nbest {input.nbest} --sources {input.sources}"
         " --batch-size {params.batch_size} --threads {threads} --out {output.features}"
         " --cost-out {output.cost} > {log} 2>&1"
+
+
+rule gather_costs:
+    input:
+        unpack(round_costs),
+    output:
+        "results/round{round}/features/costs.json",
+    log:
+        "logs/gather_costs/round{round}.log",
+    benchmark:
+        "results/benchmarks/gather_costs/round{round}.tsv"
+    localrule: True
+    conda:
+        "../../envs/mtdistill.yaml"
+    params:
+        inputs=input_options,
+    shell:
+        "python -m mtdistill.gather_json {params.inputs} --out {output} > {log} 2>&1"
+
+
+rule list_selected_features:
+    input:
+        unpack(selected_features),
+    output:
+        "results/round{round}/features/{set}/selected.json",
+    log:
+        "logs/list_selected_features/round{round}/{set}.log",
+    benchmark:
+        "results/benchmarks/list_selected_features/round{round}/{set}.tsv"
+    localrule: True
+    conda:
+        "../../envs/mtdistill.yaml"
+    params:
+        inputs=input_options,
+    shell:
+        "python -m mtdistill.gather_json --paths-only {params.inputs} --out {output} > {log} 2>&1"

@@ -4,11 +4,11 @@ rule train_student:
         dev="results/data/dev.parquet",
         teacher=TEACHER,
     output:
-        directory("results/models/students/{strategy}"),
+        directory("results/round{round}/students/{system}"),
     log:
-        "logs/train_student/{strategy}.log",
+        "logs/train_student/round{round}/{system}.log",
     benchmark:
-        "results/benchmarks/train_student/{strategy}.tsv"
+        "results/benchmarks/train_student/round{round}/{system}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1

@@ -66,3 +66,27 @@ rule train_helper:
         "python -m mtdistill.train --train {input.train} --dev {input.dev}"
         " --tokenizer {input.tokenizer} {params.options}"
         " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
+
+
+# Self-training (Setiawan 2024): round r > 0 fine-tunes each decoder on round r-1's labels.
+rule finetune_teacher:
+    input:
+        unpack(finetune_inputs),
+    output:
+        directory("results/round{round}/models/{finetuned}"),
+    log:
+        "logs/finetune_teacher/round{round}/{finetuned}.log",
+    benchmark:
+        "results/benchmarks/finetune_teacher/round{round}/{finetuned}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        options=finetune_options,
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.train --train {input.labels} --label-column label"
+        " --dev {input.dev} {params.options}"
+        " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
