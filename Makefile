@@ -39,6 +39,7 @@ bench: install
 	test -f results/report.md || $(BIN)/snakemake --cores $(CORES)
 	$(BIN)/python benchmarks/mbr_speed.py
 	$(BIN)/python benchmarks/shard_memory.py --run results
+	$(BIN)/python benchmarks/objective_cost.py --run results
 
 lint: install
 	$(BIN)/snakemake --lint

@@ -19,8 +19,9 @@ from conftest import REPO, tiny_config
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
                "tune_reranker", "select_labels", "finetune_teacher", "train_student", "evaluate", "gather_costs",
-               "list_selected_features", "report"}
-MODEL_RULES = {"train_teacher", "train_helper", "finetune_teacher", "decode_nbest", "train_student", "evaluate"}
+               "list_selected_features", "teacher_topk", "train_variant", "report"}
+MODEL_RULES = {"train_teacher", "train_helper", "finetune_teacher", "decode_nbest", "train_student", "teacher_topk",
+               "train_variant", "evaluate"}
 NEURAL_SCORERS = {"teacher", "r2l", "backward", "lm"}
 
 
@@ -64,8 +65,11 @@ def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
     assert {l for l in labels if l[0] == "0"} == {("0", "rerank", "bitext"), ("0", "rerank", "mono")}
     assert ("1", "seqinter", "mono") not in labels and {("1", "mbr", "mono"), ("1", "ref", "bitext")} <= labels
     assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "train_student"} == {("1", s) for s in config["student"]["systems"]}
+    variants = {v["name"] for v in config["student"]["variants"]}
+    assert {(w["round"], w["variant"]) for n, w, _ in jobs if n == "train_variant"} == {("1", v) for v in variants}
+    assert {(w["round"], w["labels"], w["k"]) for n, w, _ in jobs if n == "teacher_topk"} == {("1", "top1-both", "8")}
     assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "evaluate"} == (
-        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]})
+        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]} | {("1", v) for v in variants})
     # held-out sets get every scorer; which scorers the transfer shards get waits on each round's
     # reranker (a checkpoint): before it runs, only the MBR scorer the mbr students need is there
     scores = {(w["round"], w["set"], w["scorer"]) for n, w, _ in jobs if n == "score"}
@@ -84,6 +88,10 @@ def test_student_config_errors_name_the_key(tmp_path):
     config["transfer_sets"] = ["bitext"]
     with pytest.raises(Exception, match=r"student.systems\[0\] \(top1-mono\): transfer set mono not in transfer_sets"):
         dry_run_dag(tmp_path / "second", config)
+    config = tiny_config()
+    config["student"]["variants"] = [{"name": "skd", "objective": "skd", "labels": "top1-both", "init": "rerank-bitext"}]
+    with pytest.raises(Exception, match=r"student.variants\[0\].init \(skd\): rerank-bitext is not in student.systems"):
+        dry_run_dag(tmp_path / "third", config)
 
 
 def test_one_round_and_no_selection(tmp_path):
@@ -200,14 +208,21 @@ def test_end_to_end_tiny_run(tmp_path):
     results = workdir / "results"
     table = pd.read_csv(results / "report.csv")
     systems = config["student"]["systems"]
-    assert list(zip(table.system, table["round"])) == [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems]
-    assert list(table.strategy[2:]) == [s.split("-")[0] for s in systems]
+    variants = config["student"]["variants"]
+    assert list(zip(table.system, table["round"])) == (
+        [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems] + [(v["name"], 1) for v in variants])
+    assert list(table.strategy[2:]) == [s.split("-")[0] for s in systems] + [
+        f"{v['labels'].split('-')[0]}+{v['objective']}" for v in variants]
+    pruned = table.set_index("system").loc["pruned"]
+    assert pruned.nonzero < 0.8 * pruned.parameters  # half of the layers' linear weights are zero
+    assert (results / "round1" / "students" / "skd" / "acceptance.png").stat().st_size > 1000
     for column in ("parameters", "bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "sent_per_s_greedy", "sent_per_s_beam"):
         assert table[column].map(math.isfinite).all(), column
     assert (table.parameters[2:] < table.parameters[0]).all()
     report = (results / "report.md").read_text()
     assert "nrefs:3" in report and "## Self-training rounds" in report and "### Round 1" in report
     assert "Ablation" in report and "random search" in report
+    assert "## Student objectives" in report and "skd: acceptance rate" in report and "pruned: non-zero parameters" in report
     assert "## Scorers" in report and all(s["name"] in report for s in config["scorers"])
     assert "Left-to-right lists alone" in report  # oracle of L2R-only vs merged lists
     comet_ref = pd.read_parquet(results / "round0" / "features" / "tune" / "comet" / "0.parquet")
@@ -227,7 +242,8 @@ def test_end_to_end_tiny_run(tmp_path):
         assert (labels.strategy == "rerank").all() and {"hyp_id", "label", "from_l2r", "from_r2l"} <= set(labels.columns)
     finetuned = json.loads((results / "round1" / "models" / "teacher" / "training.json").read_text())
     assert finetuned["arguments"]["init"] == "results/models/teacher" and finetuned["arguments"]["epochs"] == 1
-    for rule in ("train_teacher", "finetune_teacher", "decode_nbest", "score", "train_student", "evaluate"):
+    for rule in ("train_teacher", "finetune_teacher", "decode_nbest", "score", "train_student", "teacher_topk",
+                 "train_variant", "evaluate"):
         assert any((results / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
     # the Snakemake HTML report builds from the finished run

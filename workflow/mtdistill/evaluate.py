@@ -28,6 +28,7 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int) -> dic
     test = read_table(test_path)
     refs = reference_streams(test)
     result = {"model": str(model_path), "parameters": models.count_parameters(model),
+              "nonzero_parameters": models.nonzero_parameters(model),
               "size_mb": disk_megabytes(model_path), "test_sentences": len(test), "references": len(refs)}
     for decoding, width in (("greedy", 1), ("beam", beam)):
         started = time.perf_counter()

@@ -153,6 +153,18 @@ def count_parameters(model) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def nonzero_parameters(model) -> int:
+    """Non-zero parameters as the model computes with them (pruning masks applied), shared tensors once."""
+    seen, total = set(), 0
+    for module in model.modules():
+        for name, param in module.named_parameters(recurse=False):
+            if id(param) not in seen:
+                seen.add(id(param))
+                value = getattr(module, name.removesuffix("_orig")) if name.endswith("_orig") else param
+                total += int((value != 0).sum())
+    return total
+
+
 def copy_matching_weights(student, teacher_dir: str | Path) -> list[str]:
     """Initialise the student with every teacher tensor of the same name and shape.
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from .files import atomic_path, read_json, run_main
@@ -16,7 +17,8 @@ def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.Da
         training = trainings.get((ev["system"], ev.get("round", 0)), {})
         rows.append({
             "system": ev["system"], "round": ev.get("round", 0), "strategy": ev["strategy"],
-            "parameters": ev["parameters"], "train_pairs": training.get("train_pairs"),
+            "parameters": ev["parameters"], "nonzero": ev.get("nonzero_parameters", ev["parameters"]),
+            "train_pairs": training.get("train_pairs"),
             "bleu_greedy": ev["greedy"]["bleu"], "bleu_beam": ev["beam"]["bleu"],
             "chrf_greedy": ev["greedy"]["chrf"], "chrf_beam": ev["beam"]["chrf"],
             "sent_per_s_greedy": ev["greedy"]["sentences_per_s"], "sent_per_s_beam": ev["beam"]["sentences_per_s"],
@@ -85,6 +87,53 @@ def reranker_section(diagnostics: dict, round_: int) -> list[str]:
     return lines
 
 
+def training_cost(training: dict) -> tuple[float, float]:
+    """Seconds per step and target tokens per second over every logged window (evaluation excluded)."""
+    history = [h for h in training.get("history", []) if "seconds_per_step" in h]
+    if not history:
+        return float("nan"), float("nan")
+    steps = [history[0]["step"]] + [b["step"] - a["step"] for a, b in zip(history, history[1:])]
+    seconds = sum(h["seconds_per_step"] * n for h, n in zip(history, steps))
+    tokens = sum(h["target_tokens_per_s"] * h["seconds_per_step"] * n for h, n in zip(history, steps))
+    return seconds / sum(steps), tokens / seconds
+
+
+def objectives_section(table: pd.DataFrame, trainings: dict[tuple, dict]) -> list[str]:
+    """Cost of every student's objective against cross-entropy, SKD acceptance, pruning before/after."""
+    rows, notes = [], []
+    for (system, round_), training in trainings.items():
+        if system == "teacher":
+            continue
+        arguments = training.get("arguments", {})
+        seconds, tokens_per_s = training_cost(training)
+        row = {"system": system, "round": round_, "objective": arguments.get("objective", "cross_entropy"),
+               "steps": training.get("steps"), "s/step": seconds, "target tok/s": tokens_per_s}
+        acceptance = training.get("acceptance_per_step")
+        if acceptance:
+            tail = max(1, len(acceptance) // 10)
+            row["acceptance start"], row["acceptance end"] = np.mean(acceptance[:tail]), np.mean(acceptance[-tail:])
+            notes.append(f"- {system}: acceptance rate {row['acceptance start']:.2f} (first {tail} steps) -> "
+                         f"{row['acceptance end']:.2f} (last {tail}); plot `round{round_}/students/{system}/acceptance.png`.")
+        if row["objective"] == "prune":
+            init = Path(arguments.get("init", "")).name
+            before = table[(table.system == init) & (table["round"] == round_)]
+            after = table[(table.system == system) & (table["round"] == round_)]
+            if len(before) and len(after):
+                notes.append(f"- {system}: non-zero parameters {before.nonzero.iloc[0]:,} -> {after.nonzero.iloc[0]:,} "
+                             f"({arguments.get('prune', 0):.0%} of the layers' linear weights pruned), test BLEU (beam) "
+                             f"{before.bleu_beam.iloc[0]:.2f} -> {after.bleu_beam.iloc[0]:.2f} after retraining (from {init}).")
+        rows.append(row)
+    if not rows:
+        return []
+    costs = pd.DataFrame(rows)
+    baseline = costs[costs.objective == "cross_entropy"]["target tok/s"].mean()
+    costs["cost per token vs CE"] = baseline / costs["target tok/s"]
+    return ["## Student objectives", "",
+            "Training cost per step and per target token (the cost ratio divides the mean cross-entropy "
+            "throughput by the objective's; benchmarks/objective_cost.py measures per-step ratios side by side):", "",
+            costs.to_markdown(index=False, floatfmt=".3f"), "", *notes, ""]
+
+
 def rounds_table(table: pd.DataFrame, diagnostics: list[dict]) -> pd.DataFrame:
     """Per self-training round: the teacher's test BLEU and the reranker's tune/dev BLEU."""
     rows = []
@@ -98,7 +147,9 @@ def rounds_table(table: pd.DataFrame, diagnostics: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dict] = (), costs: list[dict] = ()) -> str:
+def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dict] = (), costs: list[dict] = (),
+             trainings: dict | None = None) -> str:
+    trainings = trainings or {}
     ev = evaluations[0]
     lines = [
         "# mtdistill report", "",
@@ -110,6 +161,7 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dic
         f"- BLEU: `{ev['beam']['bleu_signature']}`",
         f"- chrF: `{ev['beam']['chrf_signature']}`", "",
     ]
+    lines += objectives_section(table, trainings)
     if diagnostics:
         lines += ["## Self-training rounds", "", rounds_table(table, diagnostics).to_markdown(index=False, floatfmt=".2f"), "",
                   "## Reranker (corpus BLEU and chrF of each pick on tune and dev)", ""]
@@ -146,7 +198,7 @@ def run(args) -> None:
     with atomic_path(args.markdown) as tmp:
         costs = [record for p in args.costs for record in read_json(p)]
         diagnostics = [read_json(p) for p in args.diagnostics]
-        tmp.write_text(markdown(table, evaluations, diagnostics, costs), encoding="utf-8")
+        tmp.write_text(markdown(table, evaluations, diagnostics, costs, trainings), encoding="utf-8")
 
 
 def main(argv=None) -> int:

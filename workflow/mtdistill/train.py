@@ -91,6 +91,36 @@ def batch_loss(model, batch, labels, label_smoothing: float = 0.0) -> tuple[torc
     return loss, int((labels != -100).sum())
 
 
+class CrossEntropy:
+    """The default objective: (label-smoothed) cross-entropy on the labels.
+
+    An objective is called per batch with the model, the collated batch, its labels and the row
+    indices of the training table; it returns the summed loss and the number of target tokens.
+    `prepare` sees the training table before the first step; `window_metrics` returns averages
+    since its last call, logged with every dev evaluation."""
+
+    def __init__(self, label_smoothing: float = 0.0):
+        self.label_smoothing = label_smoothing
+
+    def prepare(self, model, tokenizer, table, pairs, device) -> None:
+        pass
+
+    def __call__(self, model, batch, labels, indices) -> tuple[torch.Tensor, int]:
+        return batch_loss(model, batch, labels, self.label_smoothing)
+
+    def window_metrics(self) -> dict:
+        return {}
+
+    def finish(self, model) -> None:
+        """Called on the selected checkpoint before it is saved."""
+
+    def write(self, outdir: Path) -> None:
+        """Extra files (plots) into the model directory, written with it."""
+
+    def summary(self) -> dict:
+        return {}
+
+
 @torch.no_grad()
 def dev_loss(model, pairs, batches, pad, device, start=None) -> float:
     model.eval()
@@ -123,7 +153,9 @@ def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
     return sacrebleu.corpus_bleu(hyps, reference_streams(dev)).score
 
 
-def train(args) -> dict:
+def train(args, objective=None) -> dict:
+    """Train and save a model; `objective` replaces label cross-entropy (knowledge distillation)."""
+    objective = objective or CrossEntropy(args.label_smoothing)
     seed_everything(args.seed)
     models.set_threads(args.threads)
     device = models.device()
@@ -154,6 +186,7 @@ def train(args) -> dict:
         args.max_steps = max(1, math.ceil(args.epochs * per_epoch))
         log.info("%g epoch(s) of %d batches: %d steps", args.epochs, per_epoch, args.max_steps)
     log.info("%d training pairs, %d dev pairs, %d parameters, device %s", len(pairs), len(dev_pairs), models.count_parameters(model), device)
+    objective.prepare(model, tokenizer, table, pairs, device)
 
     optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -178,7 +211,7 @@ def train(args) -> dict:
             log.warning("ignoring %s: written with other arguments", checkpoint)
 
     started = time.time()
-    window_loss, window_tokens, window_start = 0.0, 0, time.time()
+    window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.time(), 0
     model.train()
     progress = tqdm(total=args.max_steps, initial=step, desc="train", mininterval=30, unit="step")
     while step < args.max_steps and stale < args.patience:
@@ -187,13 +220,14 @@ def train(args) -> dict:
         for position in range(skip, len(batches)):
             batch, labels = collate(pairs, batches[position], pad, device, start)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss, tokens = batch_loss(model, batch, labels, args.label_smoothing)
+                loss, tokens = objective(model, batch, labels, batches[position])
             optimizer.zero_grad(set_to_none=True)
             (loss / tokens).backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
             optimizer.step()
             schedule.step()
             step += 1
+            window_steps += 1
             progress.update()
             window_loss, window_tokens = window_loss + loss.item(), window_tokens + tokens
             if step % args.eval_every == 0 or step == args.max_steps:
@@ -202,6 +236,7 @@ def train(args) -> dict:
                     "step": step, "train_loss": window_loss / window_tokens,
                     "dev_loss": dev_loss(model, dev_pairs, dev_batches, pad, device, start),
                     "lr": schedule.get_last_lr()[0], "target_tokens_per_s": window_tokens / elapsed,
+                    "seconds_per_step": elapsed / window_steps, **objective.window_metrics(),
                 })
                 if args.select_by == "bleu":
                     history[-1]["dev_bleu"] = dev_bleu(model, tokenizer, dev, args.max_len)
@@ -218,26 +253,28 @@ def train(args) -> dict:
                     "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(), "epoch_rng": epoch_rng,
                     "position": position + 1, "history": history, "best": best, "step": step, "stale": stale,
                 })
-                window_loss, window_tokens, window_start = 0.0, 0, time.time()
+                window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.time(), 0
             if step >= args.max_steps or stale >= args.patience:
                 break
         skip = 0
     progress.close()
     model.load_state_dict(best["state"])
+    objective.finish(model)
     summary = {
         "arguments": vars(args), "history": history, "best_step": best["step"], "select_by": args.select_by,
         "best": next(h for h in history if h["step"] == best["step"]), "steps": step, "parameters": models.count_parameters(model),
-        "train_pairs": len(pairs), "seconds": time.time() - started,
+        "train_pairs": len(pairs), "seconds": time.time() - started, **objective.summary(),
     }
     with atomic_path(args.out) as tmp:
         models.save(model, tokenizer, tmp)
         (tmp / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+        objective.write(tmp)
     shutil.rmtree(checkpoint.parent, ignore_errors=True)
     return summary
 
 
-def parse_args(argv=None):
-    p = argparse.ArgumentParser(description=__doc__)
+def parser(description: str = __doc__) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", nargs="+", required=True, help="training table(s), Parquet")
     p.add_argument("--label-column", default="target", help="column holding the training targets")
     p.add_argument("--direction", choices=["l2r", "r2l", "backward"], default="l2r",
@@ -264,7 +301,10 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="model directory to write")
     p.add_argument("--checkpoint-dir", help="periodic checkpoints for resuming (default: <out>.resume)")
-    args = p.parse_args(argv)
+    return p
+
+
+def check_args(p: argparse.ArgumentParser, args) -> argparse.Namespace:
     if not args.init and not (args.tokenizer and args.arch):
         p.error("give --init, or both --tokenizer and --arch")
     if args.select_by == "bleu" and (args.direction != "l2r" or args.task != "seq2seq"):
@@ -272,6 +312,11 @@ def parse_args(argv=None):
     if args.task == "lm" and args.direction != "l2r":
         p.error("--task lm models the labels left to right: drop --direction")
     return args
+
+
+def parse_args(argv=None):
+    p = parser()
+    return check_args(p, p.parse_args(argv))
 
 
 def main(argv=None) -> int:

@@ -1,6 +1,12 @@
 import json
 import shlex
 
+# Students trained with another objective than cross-entropy (word-level KD, SKD, pruning).
+VARIANTS = {
+    variant["name"]: variant for variant in config["student"].get("variants", [])
+}
+VARIANT_NAMES = "|".join(VARIANTS) or "(?!)"
+
 
 wildcard_constraints:
     set=r"tune|dev|bitext|mono",
@@ -8,7 +14,9 @@ wildcard_constraints:
     round=r"\d+",
     strategy=r"[a-z0-9]+",
     scorer=r"[A-Za-z0-9_]+",
-    system=r"teacher|[a-z0-9]+-(bitext|mono|both)",
+    system=rf"teacher|[a-z0-9]+-(bitext|mono|both)|{VARIANT_NAMES}",
+    variant=VARIANT_NAMES,
+    labels=r"[a-z0-9]+-(bitext|mono|both)",
     helper=r"r2l|backward|lm",
     direction=r"l2r|r2l",
     finetuned=r"teacher|r2l",
@@ -312,9 +320,57 @@ def mbr_option(wildcards):
     return f"--mbr-feature {MBR_SCORERS[0]}_{config['reranker']['mbr_utility']}"
 
 
+def system_labels(round, system):
+    """The label files of a student `<strategy>-<transfer>`."""
+    strategy, transfer = system.split("-")
+    return label_files(round, strategy, COMPOSITIONS[transfer])
+
+
 def student_labels(wildcards):
-    strategy, transfer = wildcards.system.split("-")
-    return label_files(wildcards.round, strategy, COMPOSITIONS[transfer])
+    return system_labels(wildcards.round, wildcards.system)
+
+
+def variant_inputs(wildcards):
+    """A variant's labels, the student it starts from, its teacher and its top-k cache."""
+    variant = VARIANTS[wildcards.variant]
+    inputs = {
+        "labels": system_labels(wildcards.round, variant["labels"]),
+        "dev": "results/data/dev.parquet",
+        "teacher": round_model("teacher", wildcards.round),
+    }
+    if variant.get("init"):
+        inputs["init"] = f"results/round{wildcards.round}/students/{variant['init']}"
+    if variant["objective"] == "word_kd" and variant.get("topk"):
+        inputs["topk"] = (
+            f"results/round{wildcards.round}/topk/{variant['labels']}.k{variant['topk']}.pt"
+        )
+    return inputs
+
+
+def variant_options(wildcards, input):
+    """The objective and its hyper-parameters; the variant's `train` overrides student.train."""
+    variant = VARIANTS[wildcards.variant]
+    train = {**config["student"]["train"], **variant.get("train", {})}
+    skip = ("name", "labels", "init", "topk", "train")
+    options = {k: v for k, v in variant.items() if k not in skip}
+    if hasattr(input, "init"):
+        start = f"--init {input.init}"
+    else:  # built like the cross-entropy students
+        arch = shlex.quote(as_json(config["student"]["arch"]))
+        start = f"--tokenizer {input.teacher} --arch {arch}"
+        if config["student"]["init_from_teacher"]:
+            start += f" --init-from-teacher {input.teacher}"
+    topk = f"--topk {input.topk}" if hasattr(input, "topk") else ""
+    return (
+        f"{start} --teacher {input.teacher} {topk} {cli_options({**options, **train})}"
+    )
+
+
+def topk_labels(wildcards):
+    return {
+        "labels": system_labels(wildcards.round, wildcards.labels),
+        "teacher": round_model("teacher", wildcards.round),
+    }
 
 
 def cli_options(values):
@@ -345,18 +401,27 @@ def model_of(round, system):
     return f"results/round{round}/students/{system}"
 
 
+def variant_strategy(name):
+    variant = VARIANTS[name]
+    return f"{variant['labels'].split('-')[0]}+{variant['objective']}"
+
+
 def system_model(wildcards):
     return model_of(wildcards.round, wildcards.system)
 
 
 def system_strategy(wildcards):
-    return "-" if wildcards.system == "teacher" else wildcards.system.split("-")[0]
+    if wildcards.system == "teacher":
+        return "-"
+    if wildcards.system in VARIANTS:
+        return variant_strategy(wildcards.system)
+    return wildcards.system.split("-")[0]
 
 
 def evaluated_systems():
     """(round, system): the teacher of every round, the students of the rounds they train on."""
     return [(r, "teacher") for r in ROUNDS] + [
-        (r, system) for r in student_rounds() for system in STUDENTS
+        (r, system) for r in student_rounds() for system in [*STUDENTS, *VARIANTS]
     ]
 
 
@@ -419,6 +484,12 @@ def check_config():
             raise ValueError(
                 f"config key student.systems[{i}] ({system}): strategy {strategy} needs references, so bitext only"
             )
+    for i, variant in enumerate(config["student"].get("variants", [])):
+        for key in ("labels", "init"):
+            if variant.get(key) and variant[key] not in STUDENTS:
+                raise ValueError(
+                    f"config key student.variants[{i}].{key} ({variant['name']}): {variant[key]} is not in student.systems"
+                )
     if (
         "mbr" in student_strategies() | {config["self_training"]["labels"]}
         and not MBR_SCORERS

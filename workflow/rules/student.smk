@@ -24,3 +24,51 @@ rule train_student:
         " --dev {input.dev} --tokenizer {input.teacher} --arch {params.arch:q}"
         " {params.init} {params.options} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
+
+
+# Word-level KD from a cache: the teacher's top-k next-token log-probs on a student's labels.
+rule teacher_topk:
+    input:
+        unpack(topk_labels),
+    output:
+        "results/round{round}/topk/{labels}.k{k}.pt",
+    log:
+        "logs/teacher_topk/round{round}/{labels}.k{k}.log",
+    benchmark:
+        "results/benchmarks/teacher_topk/round{round}/{labels}.k{k}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        max_len=config["student"]["train"]["max_len"],
+    shell:
+        "python -m mtdistill.teacher_topk --teacher {input.teacher} --train {input.labels}"
+        " --k {wildcards.k} --max-len {params.max_len} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+# A student trained with another objective (student.variants): word-level KD, SKD and its special
+# cases, pruning; usually starting from a cross-entropy student.
+rule train_variant:
+    input:
+        unpack(variant_inputs),
+    output:
+        directory("results/round{round}/students/{variant}"),
+    log:
+        "logs/train_variant/round{round}/{variant}.log",
+    benchmark:
+        "results/benchmarks/train_variant/round{round}/{variant}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: 1
+    resources:
+        gpu=1,
+    params:
+        options=variant_options,
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.distill --train {input.labels} --label-column label"
+        " --dev {input.dev} {params.options} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"

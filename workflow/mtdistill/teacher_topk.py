@@ -1,0 +1,66 @@
+"""Precompute the teacher's top-k next-token log-probabilities on a student's label sequences.
+
+Word-level KD then needs no teacher in the training loop: the KL is truncated to these k tokens
+(the teacher renormalised over them). Rows follow the training tables exactly as `train` reads
+them (the same files, in the same order, rows without a label dropped), and the file records their
+sent_ids, which `train` checks. Output: a torch file {teacher, k, sent_ids, ids, logprobs}, one
+(tokens, k) int32 / float16 pair per row.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from . import models
+from .files import atomic_path, read_tables, run_main
+from .train import collate, encode, token_batches
+
+
+@torch.no_grad()
+def teacher_topk(teacher_path: str, tables: list[str], label_column: str, k: int, max_len: int, batch_tokens: int) -> dict:
+    teacher, tokenizer = models.load(teacher_path, "--teacher")
+    device = models.device()
+    teacher = teacher.to(device).eval()
+    table = read_tables(tables).dropna(subset=[label_column])
+    pairs = encode(tokenizer, list(table.source), list(table[label_column]), max_len)
+    ids, logprobs = [None] * len(pairs), [None] * len(pairs)
+    for indices in tqdm(token_batches(pairs, batch_tokens, np.random.default_rng(0)), desc="teacher top-k", mininterval=30):
+        batch, labels = collate(pairs, indices, tokenizer.pad_token_id, device)
+        top = torch.log_softmax(teacher(**batch).logits.float(), -1).topk(k, -1)
+        for row, index in enumerate(indices):
+            length = len(pairs[index][1])
+            ids[index] = top.indices[row, :length].to(torch.int32).cpu()
+            logprobs[index] = top.values[row, :length].to(torch.float16).cpu()
+    return {"teacher": teacher_path, "k": k, "sent_ids": list(table.sent_id), "ids": ids, "logprobs": logprobs}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--train", nargs="+", required=True, help="the student's training tables")
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--k", type=int, default=16)
+    p.add_argument("--max-len", type=int, default=128)
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--out", required=True)
+    return p.parse_args(argv)
+
+
+def run(args) -> None:
+    models.set_threads(args.threads)
+    cache = teacher_topk(args.teacher, args.train, args.label_column, args.k, args.max_len, args.batch_tokens)
+    with atomic_path(args.out) as tmp:
+        torch.save(cache, tmp)
+
+
+def main(argv=None) -> int:
+    return run_main(run, parse_args(argv))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
