@@ -203,7 +203,7 @@ def test_end_to_end_tiny_run(tmp_path):
         {"name": "comet", "kind": "comet", "model": str(build_tiny_comet(tmp_path / "comet", TEXTS, "ref")), "sets": ["tune"]},
     ]
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    result = snakemake("--cores", "2", "--workflow-profile", str(REPO / "profiles" / "default"), cwd=workdir, timeout=1200)
+    result = snakemake("--cores", "2", "--workflow-profile", str(REPO / "profiles" / "default"), cwd=workdir, timeout=2700)
     assert result.returncode == 0, result.stderr[-4000:]
     results = workdir / "results"
     table = pd.read_csv(results / "report.csv")

@@ -157,6 +157,8 @@ class Speculator:
         student_enc = self.student.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         teacher_enc = self.teacher.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         sequences = [[self.start] for _ in range(len(input_ids))]
+        # as decoding does: at most 1.5 x the source tokens + 10, and never beyond max_len
+        limits = (attention_mask.sum(1) * 1.5 + 10).clamp(max=self.max_len).long().tolist()
         active = list(range(len(input_ids)))
         kept = generated = 0
         while active:
@@ -164,7 +166,7 @@ class Speculator:
             if self.k > 0:  # K = 0 rejects every draft: do not draft at all
                 drafting = list(active)
                 for _ in range(self.gamma):
-                    rows = [r for r in drafting if len(sequences[r]) + len(drafts[r]) <= self.max_len]
+                    rows = [r for r in drafting if len(sequences[r]) + len(drafts[r]) <= limits[r]]
                     if not rows:
                         break
                     prefixes = {r: sequences[r] + drafts[r] for r in rows}
@@ -186,7 +188,7 @@ class Speculator:
                     new.append(int(sample(logits[i, start + n][None], *self.teacher_sampling, self.generator)))
                 sequences[r] += new
                 kept, generated = kept + n, generated + len(new)
-                if self.eos not in new and len(sequences[r]) <= self.max_len:
+                if self.eos not in new and len(sequences[r]) <= limits[r]:
                     still.append(r)
             active = still
         return [s[1:] for s in sequences], kept, generated

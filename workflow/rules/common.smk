@@ -340,6 +340,8 @@ def variant_inputs(wildcards):
     }
     if variant.get("init"):
         inputs["init"] = f"results/round{wildcards.round}/students/{variant['init']}"
+    elif config["student"]["init_from_teacher"]:  # as the cross-entropy students start
+        inputs["init_teacher"] = TEACHER
     if variant["objective"] == "word_kd" and variant.get("topk"):
         inputs["topk"] = (
             f"results/round{wildcards.round}/topk/{variant['labels']}.k{variant['topk']}.pt"
@@ -358,8 +360,8 @@ def variant_options(wildcards, input):
     else:  # built like the cross-entropy students
         arch = shlex.quote(as_json(config["student"]["arch"]))
         start = f"--tokenizer {input.teacher} --arch {arch}"
-        if config["student"]["init_from_teacher"]:
-            start += f" --init-from-teacher {input.teacher}"
+        if hasattr(input, "init_teacher"):
+            start += f" --init-from-teacher {input.init_teacher}"
     topk = f"--topk {input.topk}" if hasattr(input, "topk") else ""
     return (
         f"{start} --teacher {input.teacher} {topk} {cli_options({**options, **train})}"

@@ -1,4 +1,7 @@
 rule train_student:
+    # cross-entropy students only: variants have their own rule
+    wildcard_constraints:
+        system=r"[a-z0-9]+-(bitext|mono|both)",
     input:
         labels=student_labels,
         dev="results/data/dev.parquet",
