@@ -1,7 +1,4 @@
 rule train_student:
-    # cross-entropy students only: variants have their own rule
-    wildcard_constraints:
-        system=r"[a-z0-9]+-(bitext|mono|both)",
     input:
         labels=student_labels,
         dev="results/data/dev.parquet",
@@ -12,6 +9,9 @@ rule train_student:
         "logs/train_student/round{round}/{system}.log",
     benchmark:
         "results/benchmarks/train_student/round{round}/{system}.tsv"
+    # cross-entropy students only: variants have their own rule
+    wildcard_constraints:
+        system=r"[a-z0-9]+-(bitext|mono|both)",
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
