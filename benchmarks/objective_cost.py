@@ -35,7 +35,7 @@ def objectives(teacher: str, topk: str) -> dict:
         "word_kd (top-16 cache)": kd.WordKD(teacher, 0.5, 1.0, 0.1, topk_path=topk),
         "supervised_kd": kd.SpeculativeKD(teacher, 25, 5, supervised=True),
         "skd (K=25)": kd.SpeculativeKD(teacher, 25, 5),
-        "on-policy (K=|V|)": kd.SpeculativeKD(teacher, -1, 5),
+        "on-policy (K=vocabulary)": kd.SpeculativeKD(teacher, -1, 5),
         "teacher-generated (K=0)": kd.SpeculativeKD(teacher, 0, 5),
         "prune 50% + cross_entropy": kd.Pruned(0.5, 0.1),
     }
