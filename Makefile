@@ -40,6 +40,7 @@ bench: install
 	$(BIN)/python benchmarks/mbr_speed.py
 	$(BIN)/python benchmarks/shard_memory.py --run results
 	$(BIN)/python benchmarks/objective_cost.py --run results
+	$(BIN)/python benchmarks/backend_speed.py --model results/models/teacher --input results/data/tune.parquet
 
 lint: install
 	$(BIN)/snakemake --lint

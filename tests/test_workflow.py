@@ -16,11 +16,11 @@ from snakemake.settings import types as settings
 from snakemake.settings.enums import Quietness
 
 from conftest import REPO, tiny_config
-from mtdistill import kd, models
+from mtdistill import figures, kd, models
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
                "tune_reranker", "select_labels", "finetune_teacher", "train_student", "evaluate", "gather_costs",
-               "list_selected_features", "teacher_topk", "train_variant", "report"}
+               "list_selected_features", "teacher_topk", "train_variant", "figures", "report"}
 MODEL_RULES = {"train_teacher", "train_helper", "finetune_teacher", "decode_nbest", "train_student", "teacher_topk",
                "train_variant", "evaluate"}
 NEURAL_SCORERS = {"teacher", "r2l", "backward", "lm"}
@@ -28,6 +28,11 @@ NEURAL_SCORERS = {"teacher", "r2l", "backward", "lm"}
 
 def dry_run_dag(tmp_path, config: dict):
     """Jobs of the dry-run DAG for `config`, as (rule name, wildcards, resources)."""
+    return [(job.rule.name, dict(job.wildcards), dict(job.resources)) for job in planned_jobs(tmp_path, config)]
+
+
+def planned_jobs(tmp_path, config: dict):
+    """The jobs (snakemake Job objects: rule, wildcards, input, params, ...) of the dry-run DAG for `config`."""
     workdir = tmp_path / "wd"
     (workdir / "config").mkdir(parents=True)
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
@@ -41,7 +46,7 @@ def dry_run_dag(tmp_path, config: dict):
         dag = workflow.dag(settings.DAGSettings(targets=frozenset()))
         dag.execute_workflow(executor="dryrun")
         inner = dag.workflow_api._workflow  # no public accessor for the planned jobs (pinned snakemake)
-        return [(job.rule.name, dict(job.wildcards), dict(job.resources)) for job in inner.dag.jobs]
+        return list(inner.dag.jobs)
 
 
 def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
@@ -49,6 +54,7 @@ def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
     jobs = dry_run_dag(tmp_path, config)
     names = {name for name, _, _ in jobs}
     assert STAGE_RULES <= names
+    assert "convert_ct2" not in names  # backend hf everywhere: nothing to convert
     for name, wildcards, resources in jobs:
         if name in MODEL_RULES or (name == "score" and wildcards["scorer"] in NEURAL_SCORERS):
             assert resources.get("gpu") == 1, name
@@ -112,6 +118,42 @@ def test_pretrained_teacher_replaces_teacher_training(tmp_path):
     config["teacher"]["pretrained"] = "Helsinki-NLP/opus-mt-de-en"
     names = {name for name, _, _ in dry_run_dag(tmp_path, config)}
     assert "import_teacher" in names and not {"train_teacher", "train_tokenizer"} & names
+
+
+def test_ctranslate2_backend_converts_the_models_decoding_and_scoring_load(tmp_path):
+    """backend ctranslate2: one convert_ct2 job per model decode_nbest and the seq2seq scorers load
+    (round 1's fine-tuned decoders and a scorer's external model too), feeding those jobs."""
+    config = tiny_config()
+    config["backend"] = {"decode": "ctranslate2", "score": "ctranslate2", "evaluate": "hf"}
+    config["scorers"].append({"name": "opus", "kind": "forced_decoding", "model": "/models/opus-mt-de-en"})
+    jobs = planned_jobs(tmp_path, config)
+    conversions = {job.wildcards["model"]: job for job in jobs if job.rule.name == "convert_ct2"}
+    assert set(conversions) == {"models/teacher", "models/r2l", "models/backward", "round1/models/teacher",
+                                "round1/models/r2l", "external/models_opus_mt_de_en"}
+    assert list(conversions["round1/models/r2l"].input) == ["results/round1/models/r2l"]
+    external = conversions["external/models_opus_mt_de_en"]
+    assert not list(external.input) and external.params.model == "/models/opus-mt-de-en"
+    seq2seq = {"teacher": "teacher", "r2l": "r2l", "backward": "backward", "opus": "external/models_opus_mt_de_en"}
+    scored = set()
+    for job in jobs:
+        converted = [f for f in job.input if f.startswith("results/ct2/")]
+        if job.rule.name == "decode_nbest":
+            decoder = "teacher" if job.wildcards["direction"] == "l2r" else "r2l"
+            where = "models" if job.wildcards["round"] == "0" else f"round{job.wildcards['round']}/models"
+            assert converted == [f"results/ct2/{where}/{decoder}"] and "--backend ctranslate2" in job.params.backend
+        elif job.rule.name == "score" and job.wildcards["scorer"] in seq2seq:
+            scorer = job.wildcards["scorer"]
+            model = seq2seq[scorer]
+            if scorer in ("teacher", "r2l") and job.wildcards["round"] != "0":
+                model = f"round{job.wildcards['round']}/models/{scorer}"
+            elif "/" not in model:
+                model = f"models/{model}"
+            assert converted == [f"results/ct2/{model}"], (job.wildcards, converted)
+            assert f"--model results/ct2/{model} --backend ctranslate2" in job.params.model
+            scored.add(scorer)
+        else:  # students, evaluation (backend.evaluate: hf), the LM scorer: the HF models
+            assert not converted, job.rule.name
+    assert scored == set(seq2seq)
 
 
 def snakemake(*args, cwd=REPO, timeout=300) -> subprocess.CompletedProcess:
@@ -184,6 +226,28 @@ def test_scorers_are_a_config_list_and_can_be_limited_to_sets(tmp_path):
     assert {w["helper"] for n, w, _ in jobs if n == "train_helper"} == {"backward"}
 
 
+def test_dag_figures_job_draws_every_figure_from_every_trained_model(tmp_path):
+    """One job draws every figure from all evaluations, diagnostics, significance tests and trained models, and
+    the report links them; without a speculative KD variant there is no acceptance figure."""
+    config = tiny_config()
+    jobs = {job.rule.name: job for job in planned_jobs(tmp_path, config) if job.rule.name in ("figures", "report")}
+    job = jobs["figures"]
+    assert sorted(job.output) == sorted(f"results/figures/{name}.png" for name in figures.FIGURES)
+    assert set(job.output) <= set(jobs["report"].input)
+    assert list(job.input.significance) == ["results/round1/eval/significance.json"]
+    assert list(job.input.diagnostics) == [f"results/round{r}/reranker/diagnostics.json" for r in (0, 1)]
+    students = [*config["student"]["systems"], *(v["name"] for v in config["student"]["variants"])]
+    assert set(job.input.evaluations) == {"results/round0/eval/teacher.json", "results/round1/eval/teacher.json",
+                                          *(f"results/round1/eval/{s}.json" for s in students)}
+    assert set(job.input.models) == {"results/models/teacher", "results/models/r2l", "results/models/backward",
+                                     "results/models/lm", "results/round1/models/teacher", "results/round1/models/r2l",
+                                     *(f"results/round1/students/{s}" for s in students)}
+
+    config["student"]["variants"] = [v for v in config["student"]["variants"] if v["objective"] != "skd"]
+    job = next(job for job in planned_jobs(tmp_path / "no_skd", config) if job.rule.name == "figures")
+    assert "results/figures/skd_acceptance.png" not in job.output and len(job.output) == len(figures.FIGURES) - 1
+
+
 def test_scorer_without_its_model_is_named(tmp_path):
     config = tiny_config()
     config["scorers"].append({"name": "kiwi", "kind": "comet"})
@@ -254,7 +318,12 @@ def test_end_to_end_tiny_run(tmp_path):
     # the Snakemake HTML report builds from the finished run
     html = snakemake("--report", "report.html", cwd=workdir)
     assert html.returncode == 0, html.stderr[-2000:]
-    assert "report.csv" in (workdir / "report.html").read_text(errors="replace")
+    html_text = (workdir / "report.html").read_text(errors="replace")
+    assert "report.csv" in html_text
+    for name, drawing in figures.FIGURES.items():  # every figure, with its caption, also linked from report.md
+        assert (results / "figures" / f"{name}.png").stat().st_size > 10_000, name
+        assert f"{name}.png" in html_text and drawing.title in html_text, name
+        assert f"](figures/{name}.png)" in report, name
     # a second invocation has nothing to do: every output is cached
     again = snakemake("-n", "--cores", "2", cwd=workdir)
     assert "Nothing to be done" in again.stdout + again.stderr

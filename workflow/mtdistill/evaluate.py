@@ -1,5 +1,7 @@
-"""Evaluate one system on the test set: sacreBLEU BLEU and chrF (multi-reference, with
-signatures) for greedy and beam decoding, parameter count, size on disk and sentences/s."""
+"""Evaluate one system on the test set: sacreBLEU BLEU, chrF and TER (multi-reference, with
+signatures) and, given a checkpoint, reference-based COMET (system score and per segment) for
+greedy and beam decoding; parameter count, size on disk; sentences/s and target tokens/s of the
+batched passes and of greedy decoding at batch size 1."""
 
 from __future__ import annotations
 
@@ -8,7 +10,10 @@ import logging
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import sacrebleu
+import torch
 
 from . import models
 from .decode import best_translations
@@ -23,27 +28,82 @@ def disk_megabytes(path: str) -> float | None:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.is_dir() else None
 
 
-def evaluate(model_path: str, test_path: str, beam: int, batch_size: int) -> dict:
+def target_tokens(tokenizer, texts: list[str]) -> int:
+    """Target-side tokens the decoder produced for `texts`, EOS included (as training counts them)."""
+    return sum(len(ids) for ids in tokenizer(text_target=texts)["input_ids"]) if texts else 0
+
+
+def timed_decoding(model, tokenizer, sources: list[str], beam: int, batch_size: int) -> tuple[list[str], dict]:
+    started = time.perf_counter()
+    hyps = best_translations(model, tokenizer, sources, beam=beam, batch_size=batch_size)
+    seconds = time.perf_counter() - started
+    tokens = target_tokens(tokenizer, hyps)
+    return hyps, {"beam": beam, "batch_size": batch_size, "sentences": len(hyps), "seconds": seconds,
+                  "sentences_per_s": len(hyps) / seconds, "target_tokens": tokens, "target_tokens_per_s": tokens / seconds}
+
+
+def quality(hyps: list[str], refs: list[list[str]]) -> dict:
+    """Corpus BLEU, chrF and TER against every reference stream, each with its sacreBLEU signature."""
+    scores = {}
+    metrics = {"bleu": sacrebleu.metrics.BLEU(), "chrf": sacrebleu.metrics.CHRF(), "ter": sacrebleu.metrics.TER()}
+    for name, metric in metrics.items():
+        scores[name] = metric.corpus_score(hyps, refs).score
+        scores[f"{name}_signature"] = str(metric.get_signature())
+    return scores
+
+
+def comet_scores(model, test: pd.DataFrame, outputs: dict[str, list[str]], batch_size: int) -> dict[str, dict]:
+    """Per decoding: the system-level COMET (mean of segments) and every segment's score.
+
+    One predict call for every decoding (each call builds a Lightning Trainer); the reference is
+    the test set's target (COMET takes one reference per segment)."""
+    from .comet_score import uses_references
+
+    with_refs = uses_references(model)
+    segments = [{"src": source, "mt": hyp, **({"ref": ref} if with_refs else {})}
+                for hyps in outputs.values() for source, hyp, ref in zip(test.source, hyps, test.target)]
+    scores = np.asarray(model.predict(segments, batch_size=batch_size, gpus=int(torch.cuda.is_available()),
+                                      progress_bar=False).scores, dtype=float)
+    per_decoding = np.split(scores, len(outputs))
+    return {name: {"comet": float(s.mean()), "comet_segments": s.tolist()} for name, s in zip(outputs, per_decoding)}
+
+
+def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_sentences: int = 100,
+             comet: str | None = None, comet_encoder: str | None = None, backend: str = "hf",
+             translator: str | None = None, threads: int = 1, compute_type: str = "default") -> dict:
+    """Quality and speed of `model_path` on the test set; with backend ctranslate2 the decoding runs on
+    `translator`, its conversion (parameters and size stay those of the `transformers` model)."""
+    if comet:  # before decoding, so a bad checkpoint fails fast
+        from .comet_score import load_comet
+
+        comet_model = load_comet(comet, "evaluation.comet", comet_encoder)
     model, tokenizer = models.load(model_path)
+    decoder = model
+    if backend != "hf":
+        decoder, tokenizer = models.load_translator(translator, backend, "--translator", threads, compute_type)
     test = read_table(test_path)
     refs = reference_streams(test)
+    sources = list(test.source)
     result = {"model": str(model_path), "parameters": models.count_parameters(model),
               "nonzero_parameters": models.nonzero_parameters(model),
-              "size_mb": disk_megabytes(model_path), "test_sentences": len(test), "references": len(refs)}
+              "size_mb": disk_megabytes(model_path), "test_sentences": len(test), "references": len(refs),
+              "backend": backend}
+    outputs = {}
     for decoding, width in (("greedy", 1), ("beam", beam)):
-        started = time.perf_counter()
-        hyps = best_translations(model, tokenizer, list(test.source), beam=width, batch_size=batch_size)
-        seconds = time.perf_counter() - started
-        bleu = sacrebleu.metrics.BLEU()
-        chrf = sacrebleu.metrics.CHRF()
-        result[decoding] = {
-            "beam": width,
-            "bleu": bleu.corpus_score(hyps, refs).score, "bleu_signature": str(bleu.get_signature()),
-            "chrf": chrf.corpus_score(hyps, refs).score, "chrf_signature": str(chrf.get_signature()),
-            "seconds": seconds, "sentences_per_s": len(hyps) / seconds, "batch_size": batch_size,
-            "hypotheses": hyps,
-        }
-        log.info("%s: BLEU %.2f chrF %.2f, %.1f sent/s", decoding, result[decoding]["bleu"], result[decoding]["chrf"], result[decoding]["sentences_per_s"])
+        hyps, speed = timed_decoding(decoder, tokenizer, sources, width, batch_size)
+        outputs[decoding] = hyps
+        result[decoding] = {**speed, **quality(hyps, refs), "hypotheses": hyps}
+        log.info("%s: BLEU %.2f chrF %.2f TER %.2f, %.1f sent/s, %.0f target tok/s", decoding, result[decoding]["bleu"],
+                 result[decoding]["chrf"], result[decoding]["ter"], speed["sentences_per_s"], speed["target_tokens_per_s"])
+    # after the batched passes, so the model is warm; one sentence at a time, as an interactive user
+    _, result["batch1"] = timed_decoding(decoder, tokenizer, sources[:speed_sentences], 1, 1)
+    log.info("greedy, batch 1: %.1f sent/s, %.0f target tok/s on %d sentences", result["batch1"]["sentences_per_s"],
+             result["batch1"]["target_tokens_per_s"], result["batch1"]["sentences"])
+    if comet:
+        for decoding, scores in comet_scores(comet_model, test, outputs, batch_size).items():
+            result[decoding].update(scores)
+            log.info("%s: COMET %.4f", decoding, scores["comet"])
+        result["comet_checkpoint"] = str(comet)
     return result
 
 
@@ -56,6 +116,12 @@ def parse_args(argv=None):
     p.add_argument("--round", type=int, default=0, help="self-training round of its labels (or of the teacher)")
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--speed-sentences", type=int, default=100, help="test sentences decoded at batch size 1 for speed")
+    p.add_argument("--comet", default="", help="reference-based COMET checkpoint (.ckpt or model directory); empty: none")
+    p.add_argument("--comet-encoder", default="", help="local XLM-R tokenizer+config directory of the COMET checkpoint")
+    p.add_argument("--backend", choices=models.BACKENDS, default="hf", help="library that decodes")
+    p.add_argument("--translator", help="CTranslate2 conversion of --model (with --backend ctranslate2)")
+    p.add_argument("--compute-type", default="default", help="CTranslate2 weights type")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="metrics (JSON)")
     return p.parse_args(argv)
@@ -64,7 +130,9 @@ def parse_args(argv=None):
 def run(args) -> None:
     models.set_threads(args.threads)
     result = {"system": args.system, "strategy": args.strategy, "round": args.round, "threads": args.threads}
-    result.update(evaluate(args.model, args.test, args.beam, args.batch_size))
+    result.update(evaluate(args.model, args.test, args.beam, args.batch_size, args.speed_sentences,
+                           args.comet or None, args.comet_encoder or None, args.backend, args.translator,
+                           args.threads, args.compute_type))
     write_json(result, args.out)
 
 

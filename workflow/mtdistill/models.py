@@ -124,6 +124,25 @@ def load(path: str | Path, what: str = "model", causal: bool = False):
     return model.to(device()).eval(), tokenizer
 
 
+BACKENDS = ("hf", "ctranslate2")
+
+
+def load_translator(path: str | Path, backend: str = "hf", what: str = "model", threads: int = 1,
+                    compute_type: str = "default"):
+    """(model, tokenizer) for decoding or forced scoring with either backend.
+
+    `hf`: a `transformers` seq2seq model (directory or id); `ctranslate2`: a `ctranslate2.Translator`
+    of a directory written by `mtdistill.ct2`. `decode.translate` and `score.forced_logprobs` take either.
+    """
+    if backend == "ctranslate2":
+        from . import ct2
+
+        return ct2.load(path, what, threads, compute_type)
+    if backend != "hf":
+        raise InputError(f"{what}: unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
+    return load(path, what)
+
+
 def reverse_tokens(ids: list[int], tokenizer) -> list[int]:
     """A right-to-left model's token order: the real tokens reversed, a trailing `</s>` kept last.
 

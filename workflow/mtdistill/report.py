@@ -3,28 +3,73 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .figures import FIGURES
 from .files import atomic_path, read_json, run_main
 
 
 def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.DataFrame:
     rows = []
+    with_comet = any("comet" in ev["beam"] for ev in evaluations)
     for ev in evaluations:
         training = trainings.get((ev["system"], ev.get("round", 0)), {})
+        greedy, beam, batch1 = ev["greedy"], ev["beam"], ev.get("batch1", {})
         rows.append({
             "system": ev["system"], "round": ev.get("round", 0), "strategy": ev["strategy"],
             "parameters": ev["parameters"], "nonzero": ev.get("nonzero_parameters", ev["parameters"]),
             "train_pairs": training.get("train_pairs"),
-            "bleu_greedy": ev["greedy"]["bleu"], "bleu_beam": ev["beam"]["bleu"],
-            "chrf_greedy": ev["greedy"]["chrf"], "chrf_beam": ev["beam"]["chrf"],
-            "sent_per_s_greedy": ev["greedy"]["sentences_per_s"], "sent_per_s_beam": ev["beam"]["sentences_per_s"],
+            "bleu_greedy": greedy["bleu"], "bleu_beam": beam["bleu"],
+            "chrf_greedy": greedy["chrf"], "chrf_beam": beam["chrf"],
+            "ter_greedy": greedy.get("ter", np.nan), "ter_beam": beam.get("ter", np.nan),
+            **({"comet_greedy": greedy.get("comet", np.nan), "comet_beam": beam.get("comet", np.nan)} if with_comet else {}),
+            "sent_per_s_greedy": greedy["sentences_per_s"], "sent_per_s_beam": beam["sentences_per_s"],
+            "sent_per_s_b1": batch1.get("sentences_per_s", np.nan),
+            "tok_per_s_greedy": greedy.get("target_tokens_per_s", np.nan), "tok_per_s_beam": beam.get("target_tokens_per_s", np.nan),
+            "tok_per_s_b1": batch1.get("target_tokens_per_s", np.nan),
             "size_mb": ev["size_mb"],
         })
-    return pd.DataFrame(rows)
+    return add_speedups(pd.DataFrame(rows))
+
+
+def add_speedups(table: pd.DataFrame) -> pd.DataFrame:
+    """Sentences/s over the same round's teacher's: greedy at batch size 1 and batched."""
+    teacher = table[table.system == "teacher"].set_index("round")
+    for column, speed in (("speedup_b1", "sent_per_s_b1"), ("speedup_batched", "sent_per_s_greedy")):
+        table[column] = table[speed] / table["round"].map(teacher[speed])
+    return table
+
+
+def significance_section(results: list[dict]) -> list[str]:
+    """Per round: every system's score [95% CI] and p-value against the sequence-level KD baseline."""
+    if not results:
+        return []
+    first = results[0]
+    metrics = [(m, label) for m, label in (("bleu", "BLEU"), ("chrf", "chrF"), ("ter", "TER"), ("comet", "COMET"))
+               if m in first["signatures"]]
+    lines = [f"## Significance (paired bootstrap vs {first['baseline']})", "",
+             f"sacreBLEU paired bootstrap resampling on the beam outputs, {first['samples']} resamples, seed {first['seed']}: "
+             f"each metric's score with its 95% confidence interval (bootstrap mean +- half the 2.5-97.5 percentile "
+             f"spread) and the p-value of its difference from {first['baseline']} (TER: lower is better).", ""]
+    for result in results:
+        columns = ["system"] + [c for _, label in metrics for c in (f"{label} [95% CI]", "p")]
+        rows = []
+        for system, scores in result["systems"].items():
+            row = [system]
+            for metric, _ in metrics:
+                m, digits = scores[metric], 4 if metric == "comet" else 2
+                p_value = m["p_value"]
+                row += [f"{m['score']:.{digits}f} [{m['ci'][0]:.{digits}f}, {m['ci'][1]:.{digits}f}]",
+                        "-" if p_value is None else f"{p_value:.4f}" + ("*" if p_value < 0.05 else "")]
+            rows.append(row)
+        lines += [f"### Round {result['round']} (baseline {result['baseline']})", "",
+                  pd.DataFrame(rows, columns=columns).to_markdown(index=False), ""]
+    lines += [r"\* p < 0.05. Signatures:", "", *[f"- {label}: `{first['signatures'][m]}`" for m, label in metrics], ""]
+    return lines
 
 
 def scorer_costs(costs: list[dict]) -> pd.DataFrame:
@@ -148,7 +193,7 @@ def rounds_table(table: pd.DataFrame, diagnostics: list[dict]) -> pd.DataFrame:
 
 
 def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dict] = (), costs: list[dict] = (),
-             trainings: dict | None = None) -> str:
+             trainings: dict | None = None, significance: list[dict] = ()) -> str:
     trainings = trainings or {}
     ev = evaluations[0]
     lines = [
@@ -156,11 +201,19 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dic
         f"Test set: {ev['test_sentences']} sentences, {ev['references']} reference(s). "
         f"Greedy and beam {ev['beam']['beam']} decoding, batch size {ev['beam']['batch_size']}, {ev['threads']} thread(s). "
         "Students are named <label strategy>-<transfer sources>; `round` is the self-training round of their labels.", "",
-        table.to_markdown(index=False, floatfmt=".2f"), "",
+        table.to_markdown(index=False, floatfmt=[".4f" if c.startswith("comet") else ".2f" for c in table.columns]), "",
         "sacreBLEU signatures:", "",
         f"- BLEU: `{ev['beam']['bleu_signature']}`",
-        f"- chrF: `{ev['beam']['chrf_signature']}`", "",
+        f"- chrF: `{ev['beam']['chrf_signature']}`",
+        *([f"- TER: `{ev['beam']['ter_signature']}`"] if "ter_signature" in ev["beam"] else []), "",
     ]
+    if "batch1" in ev:
+        lines += [f"Speed: sentences/s (`sent_per_s_*`) and target tokens/s (`tok_per_s_*`) of the batched greedy and beam "
+                  f"passes, and of greedy decoding at batch size 1 (`*_b1`, the first {ev['batch1']['sentences']} test "
+                  "sentences); `speedup_*` divides a system's greedy sentences/s by its round's teacher's.", ""]
+    if "comet_checkpoint" in ev:
+        lines += [f"COMET (`comet_*`): system-level score (segment mean) of `{ev['comet_checkpoint']}`.", ""]
+    lines += significance_section(significance)
     lines += objectives_section(table, trainings)
     if diagnostics:
         lines += ["## Self-training rounds", "", rounds_table(table, diagnostics).to_markdown(index=False, floatfmt=".2f"), "",
@@ -175,12 +228,26 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dic
     return "\n".join(lines)
 
 
+def figures_section(figures: list[str], markdown_path: str) -> str:
+    """Image links to the figures (mtdistill.figures), relative to report.md."""
+    if not figures:
+        return ""
+    lines = ["", "## Figures", ""]
+    for path in figures:
+        drawing = FIGURES.get(Path(path).stem)
+        link = Path(os.path.relpath(path, Path(markdown_path).parent)).as_posix()
+        lines += [f"![{drawing.title if drawing else Path(path).stem}]({link})", ""]
+    return "\n".join(lines)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files")
     p.add_argument("--models", nargs="*", default=[], help="model directories (for training.json), same order")
     p.add_argument("--diagnostics", nargs="*", default=[], help="reranker diagnostics JSON, one per round in order")
     p.add_argument("--costs", nargs="*", default=[], help="scorer cost records (JSON lists, one per round)")
+    p.add_argument("--significance", nargs="*", default=[], help="paired bootstrap results (JSON), one per round")
+    p.add_argument("--figures", nargs="*", default=[], help="figure PNGs (mtdistill.figures) to link from report.md")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
     return p.parse_args(argv)
@@ -198,7 +265,9 @@ def run(args) -> None:
     with atomic_path(args.markdown) as tmp:
         costs = [record for p in args.costs for record in read_json(p)]
         diagnostics = [read_json(p) for p in args.diagnostics]
-        tmp.write_text(markdown(table, evaluations, diagnostics, costs, trainings), encoding="utf-8")
+        significance = [read_json(p) for p in args.significance]
+        text = markdown(table, evaluations, diagnostics, costs, trainings, significance)
+        tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 
 def main(argv=None) -> int:

@@ -12,6 +12,8 @@ Kinds (feature columns are `<name>_<feature>`):
   comet            a COMET checkpoint: reference-free QE, or reference-based where the set has targets
   length           word and character counts, hypothesis/source length ratios
 Output (Parquet): `sent_id, hyp_id, <name>_<feature>...`, joined with other scorers on the keys.
+`--backend ctranslate2` scores the forced_decoding, r2l and backward kinds with a model converted by
+`mtdistill.ct2` (`score_batch`; the same log-probs to about 1e-4).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from .features import KEYS
 
 log = logging.getLogger("mtdistill")
 NEURAL = {"forced_decoding", "r2l", "backward", "lm", "comet"}
+SEQ2SEQ = ("forced_decoding", "r2l", "backward")  # the kinds either backend scores
 KINDS = sorted(NEURAL | {"ngram_lm", "mbr", "e5", "minilm", "length"})
 
 
@@ -61,7 +64,12 @@ def forced_logprobs(model, tokenizer, inputs: list[str], outputs: list[list[str]
     """(sum log-prob incl. EOS, token count) of every output given its input, in order.
 
     The outputs of one input share one encoder pass; `reverse` scores them right to left.
+    `model` is a `transformers` model or a CTranslate2 Translator (`models.load_translator`).
     """
+    if not isinstance(model, torch.nn.Module):
+        from . import ct2
+
+        return ct2.forced_logprobs(model, tokenizer, inputs, outputs, batch_size, max_len, reverse)
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id
     results = []
@@ -110,9 +118,10 @@ def logprob_features(name: str, keys: pd.DataFrame, scored: list[tuple[float, in
     return keys.reset_index(drop=True).assign(**features)
 
 
-def score_forced(nbest, sentences, name, model_path, batch_size, direction="l2r") -> pd.DataFrame:
+def score_forced(nbest, sentences, name, model_path, batch_size, direction="l2r", backend="hf", threads=1,
+                 compute_type="default") -> pd.DataFrame:
     """Forced decoding in one of three directions: l2r, r2l (reversed tokens) or backward (hyp -> source)."""
-    model, tokenizer = models.load(model_path, f"scorer {name!r}")
+    model, tokenizer = models.load_translator(model_path, backend, f"scorer {name!r}", threads or 1, compute_type)
     source_of = dict(zip(sentences.sent_id, sentences.source))
     if direction == "backward":
         scored = forced_logprobs(model, tokenizer, list(nbest.hypothesis), [[source_of[s]] for s in nbest.sent_id], batch_size)
@@ -141,10 +150,15 @@ def score_length(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str) -> pd.
 
 
 def score(kind: str, nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, model: str | None = None,
-          batch_size: int = 16, encoder: str | None = None, threads: int | None = None) -> pd.DataFrame:
-    """The feature table of one scorer; optional packages are imported only by the kinds that need them."""
-    if kind in ("forced_decoding", "r2l", "backward"):
-        return score_forced(nbest, sentences, name, model, batch_size, {"forced_decoding": "l2r"}.get(kind, kind))
+          batch_size: int = 16, encoder: str | None = None, threads: int | None = None, backend: str = "hf",
+          compute_type: str = "default") -> pd.DataFrame:
+    """The feature table of one scorer; optional packages are imported only by the kinds that need them.
+
+    `backend` (hf or ctranslate2) applies to the seq2seq kinds: forced_decoding, r2l, backward.
+    """
+    if kind in SEQ2SEQ:
+        return score_forced(nbest, sentences, name, model, batch_size, {"forced_decoding": "l2r"}.get(kind, kind),
+                            backend, threads, compute_type)
     if kind == "lm":
         return score_lm(nbest, name, model, batch_size)
     if kind == "mbr":
@@ -174,12 +188,17 @@ def parse_args(argv=None):
     p.add_argument("--nbest", required=True, help="n-best shard (Parquet)")
     p.add_argument("--sources", required=True, help="sentence table with sent_id, source (and target for reference-based kinds)")
     p.add_argument("--batch-size", type=int, default=16, help="inputs per batch (source sentences; hypotheses for backward, lm)")
+    p.add_argument("--backend", choices=models.BACKENDS, default="hf",
+                   help=f"{', '.join(SEQ2SEQ)}: ctranslate2 reads a --model converted by mtdistill.ct2")
+    p.add_argument("--compute-type", default="default", help="ctranslate2 compute type (default: as converted)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.add_argument("--cost-out", help="JSON cost record: seconds and hypotheses per second, model loading included")
     args = p.parse_args(argv)
     if args.kind in NEURAL and not args.model:
         p.error(f"scorer {args.name!r} of kind {args.kind} needs --model")
+    if args.backend != "hf" and args.kind not in SEQ2SEQ:
+        p.error(f"--backend {args.backend}: only kinds {', '.join(SEQ2SEQ)} have one; {args.kind} runs with hf")
     return args
 
 
@@ -192,14 +211,15 @@ def run(args) -> None:
     started = time.perf_counter()
     models.set_threads(args.threads)
     nbest, sentences = read_table(args.nbest), read_table(args.sources)
-    features = score(args.kind, nbest, sentences, args.name, args.model, args.batch_size, args.encoder, args.threads)
+    features = score(args.kind, nbest, sentences, args.name, args.model, args.batch_size, args.encoder, args.threads,
+                     args.backend, args.compute_type)
     seconds = time.perf_counter() - started
     log.info("scored %d hypotheses with %s in %.1f s", len(features), args.name, seconds)
     write_table(features, args.out)
     if args.cost_out:
         values = features.drop(columns=KEYS)
         write_json({
-            "scorer": args.name, "kind": args.kind, "hypotheses": len(features), "seconds": seconds,
+            "scorer": args.name, "kind": args.kind, "backend": args.backend, "hypotheses": len(features), "seconds": seconds,
             "hypotheses_per_s": len(features) / seconds, "threads": args.threads, "peak_rss_mb": peak_rss_mb(),
             "feature_means": {column: float(values[column].mean()) for column in values},
         }, args.cost_out)

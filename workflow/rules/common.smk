@@ -1,4 +1,5 @@
 import json
+import re
 import shlex
 
 # Students trained with another objective than cross-entropy (word-level KD, SKD, pruning).
@@ -43,6 +44,68 @@ COMPOSITIONS = {"bitext": ["bitext"], "mono": ["mono"], "both": ["bitext", "mono
 STUDENTS = config["student"]["systems"]
 TEACHER = "results/models/teacher"
 MBR_SCORERS = [name for name, s in SCORERS.items() if s["kind"] == "mbr"]
+# Scorer kinds a seq2seq model computes, with either backend (backend.score).
+SEQ2SEQ_KINDS = {"forced_decoding", "r2l", "backward"}
+
+
+def uses_ct2(step):
+    """Whether `step` (decode, score, evaluate) runs on CTranslate2 conversions."""
+    return config["backend"][step] == "ctranslate2"
+
+
+def external_name(model):
+    """A path or Hugging Face id from the config, as a directory name under results/ct2/external."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", model).strip("_")
+
+
+def external_models():
+    """Seq2seq models the config names by path or id: pretrained helpers, scorer models."""
+    named = [config[h]["pretrained"] for h in ("r2l", "backward")]
+    named += [s["model"] for s in config["scorers"] if s["kind"] in SEQ2SEQ_KINDS]
+    roles = {"teacher", "r2l", "backward", "lm"}
+    found = {}
+    for model in named:
+        if model and model not in roles:
+            name = external_name(model)
+            if found.setdefault(name, model) != model:
+                raise ValueError(
+                    f"config: {found[name]!r} and {model!r} would share results/ct2/external/{name}"
+                )
+    return found
+
+
+def ct2_model(model):
+    """Where the CTranslate2 conversion of `model` lives: the results/ tree mirrored under
+    results/ct2/, or results/ct2/external/<name> for a path or id from the config."""
+    if model.startswith("results/"):
+        return f"results/ct2/{model.removeprefix('results/')}"
+    return f"results/ct2/external/{external_name(model)}"
+
+
+def backend_model(step, model):
+    """The model directory (or id) `step` loads: `model`, or its CTranslate2 conversion."""
+    return ct2_model(model) if uses_ct2(step) else model
+
+
+def backend_option(step):
+    """--backend (and --compute-type) of a decoding or scoring step."""
+    if not uses_ct2(step):
+        return "--backend hf"
+    return f"--backend ctranslate2 --compute-type {config['backend']['compute_type']}"
+
+
+def ct2_source(wildcards):
+    """The workflow model a conversion reads (none for an external path or id)."""
+    if wildcards.model.startswith("external/"):
+        return {}
+    return {"model": f"results/{wildcards.model}"}
+
+
+def ct2_source_model(wildcards):
+    """The Hugging Face model a conversion reads: a workflow model, or a path or id."""
+    if wildcards.model.startswith("external/"):
+        return external_models()[wildcards.model.removeprefix("external/")]
+    return f"results/{wildcards.model}"
 
 
 def as_json(value):
@@ -146,7 +209,8 @@ def decoder_name(wildcards):
 
 
 def decoder_model(wildcards):
-    return round_model(decoder_name(wildcards), wildcards.round)
+    model = round_model(decoder_name(wildcards), wildcards.round)
+    return backend_model("decode", model)
 
 
 def r2l_option(wildcards):
@@ -155,7 +219,7 @@ def r2l_option(wildcards):
 
 def decoder_inputs(wildcards):
     inputs = {"sentences": f"results/data/{wildcards.set}.parquet"}
-    if built_here(decoder_name(wildcards), wildcards.round):
+    if uses_ct2("decode") or built_here(decoder_name(wildcards), wildcards.round):
         inputs["model"] = decoder_model(wildcards)
     return inputs
 
@@ -235,19 +299,32 @@ def scorer_inputs(wildcards):
         "sources": f"results/data/{wildcards.set}.parquet",
     }
     model = SCORERS[wildcards.scorer].get("model")
-    if model and built_here(model, wildcards.round):
-        inputs["model"] = round_model(model, wildcards.round)
+    if model and (scorer_uses_ct2(wildcards) or built_here(model, wildcards.round)):
+        inputs["model"] = scorer_model(wildcards)
     return inputs
 
 
+def scorer_uses_ct2(wildcards):
+    kind = SCORERS[wildcards.scorer]["kind"]
+    return kind in SEQ2SEQ_KINDS and uses_ct2("score")
+
+
+def scorer_model(wildcards):
+    """The model a scorer loads: a workflow model by role name, a path or id, or its conversion."""
+    model = round_model(SCORERS[wildcards.scorer]["model"], wildcards.round)
+    return ct2_model(model) if scorer_uses_ct2(wildcards) else model
+
+
 def scorer_model_option(wildcards):
-    """--model (and --encoder) for scorers that name one; workflow models by their role name."""
+    """--model (and --encoder) for scorers that name one, and the backend of seq2seq kinds."""
     scorer = SCORERS[wildcards.scorer]
     options = [
-        f"--{key} {shlex.quote(round_model(scorer[key], wildcards.round) if key == 'model' else scorer[key])}"
+        f"--{key} {shlex.quote(scorer_model(wildcards) if key == 'model' else scorer[key])}"
         for key in ("model", "encoder")
         if scorer.get(key)
     ]
+    if scorer["kind"] in SEQ2SEQ_KINDS:
+        options.append(backend_option("score"))
     return " ".join(options)
 
 
@@ -412,6 +489,18 @@ def system_model(wildcards):
     return model_of(wildcards.round, wildcards.system)
 
 
+def evaluate_translator(wildcards):
+    """The CTranslate2 conversion evaluation decodes with (backend.evaluate), else none."""
+    return ct2_model(system_model(wildcards)) if uses_ct2("evaluate") else []
+
+
+def evaluate_backend_option(wildcards, input):
+    """--backend ctranslate2 --translator <dir> when evaluation decodes with CTranslate2."""
+    if not uses_ct2("evaluate"):
+        return ""
+    return f"{backend_option('evaluate')} --translator {input.translator}"
+
+
 def system_strategy(wildcards):
     if wildcards.system == "teacher":
         return "-"
@@ -427,13 +516,109 @@ def evaluated_systems():
     ]
 
 
+def comet_options(wildcards):
+    """--comet (and --comet-encoder) when evaluation.comet names a checkpoint."""
+    return " ".join(
+        f"--{key.replace('_', '-')} {shlex.quote(config['evaluation'][key])}"
+        for key in ("comet", "comet_encoder")
+        if config["evaluation"]["comet"] and config["evaluation"][key]
+    )
+
+
+def kd_baseline():
+    """The sequence-level KD student the others are tested against: top1-both, else the first top1 one."""
+    top1 = [system for system in STUDENTS if system.split("-")[0] == "top1"]
+    if "top1-both" in top1:
+        return "top1-both"
+    return (top1 or STUDENTS)[0]
+
+
+def round_evaluations(wildcards):
+    """Evaluations of every system of a round (teacher, students, variants) and the test set."""
+    return {
+        "evaluations": [
+            f"results/round{r}/eval/{s}.json"
+            for r, s in evaluated_systems()
+            if r == int(wildcards.round)
+        ],
+        "test": "results/data/test.parquet",
+    }
+
+
+def evaluation_files():
+    return [f"results/round{r}/eval/{s}.json" for r, s in evaluated_systems()]
+
+
+def diagnostics_files():
+    return [f"results/round{r}/reranker/diagnostics.json" for r in ROUNDS]
+
+
+def significance_files():
+    """Paired bootstrap against the KD baseline, in the rounds that train students."""
+    return [f"results/round{r}/eval/significance.json" for r in student_rounds()]
+
+
 def report_inputs(wildcards):
     systems = evaluated_systems()
     return {
-        "evaluations": [f"results/round{r}/eval/{s}.json" for r, s in systems],
+        "evaluations": evaluation_files(),
         "models": [model_of(r, s) for r, s in systems],
-        "diagnostics": [f"results/round{r}/reranker/diagnostics.json" for r in ROUNDS],
+        "diagnostics": diagnostics_files(),
         "costs": [f"results/round{r}/features/costs.json" for r in ROUNDS],
+        "significance": significance_files(),
+        "figures": figure_files(),
+    }
+
+
+def figure_names():
+    """The report's figures (mtdistill.figures); SKD acceptance only if a variant drafts tokens."""
+    names = [
+        "bleu_ci",
+        "teacher_gap",
+        "reranker_weights",
+        "reranker_gap",
+        "training_curves",
+    ]
+    if any(variant["objective"] == "skd" for variant in VARIANTS.values()):
+        names.append("skd_acceptance")
+    return names
+
+
+def figure_files():
+    return [f"results/figures/{name}.png" for name in figure_names()]
+
+
+def report_figure(name):
+    """A figure as an output `snakemake --report` shows, with its caption."""
+    path = f"results/figures/{name}.png"
+    return report(path, caption=f"../report/{name}.rst", category="Figures")
+
+
+def report_figures():
+    return [report_figure(name) for name in figure_names()]
+
+
+def helpers_in_use():
+    """Helper models a rule trains because decoding or a scorer uses them."""
+    used = {scorer.get("model") for scorer in config["scorers"]}
+    if config["r2l"]["decode"]:
+        used.add("r2l")
+    return [name for name in HELPERS if name in used and built_here(name)]
+
+
+def trained_models():
+    """Every model the workflow builds: teacher, helpers in use, fine-tuned decoders, students."""
+    finetuned = [round_model(name, r) for r in ROUNDS[1:] for name in FINETUNED]
+    students = [model_of(r, s) for r, s in evaluated_systems() if s != "teacher"]
+    return [TEACHER, *map(helper_model, helpers_in_use()), *finetuned, *students]
+
+
+def figure_inputs(wildcards):
+    return {
+        "evaluations": evaluation_files(),
+        "significance": significance_files(),
+        "diagnostics": diagnostics_files(),
+        "models": trained_models(),
     }
 
 

@@ -21,8 +21,9 @@ rule decode_nbest:
         batch_size=config["decode"]["batch_size"],
         max_len_a=config["decode"]["max_len_a"],
         max_len_b=config["decode"]["max_len_b"],
+        backend=backend_option("decode"),
     shell:
-        "python -m mtdistill.decode --model {params.model:q} {params.r2l}"
+        "python -m mtdistill.decode --model {params.model:q} {params.r2l} {params.backend}"
         " --input {input.sentences}"
         " --shard {wildcards.shard} --num-shards {params.num_shards}"
         " --beam {params.beam} --nbest {params.nbest} --batch-size {params.batch_size}"

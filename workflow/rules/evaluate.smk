@@ -1,6 +1,7 @@
 rule evaluate:
     input:
         model=system_model,
+        translator=evaluate_translator,
         test="results/data/test.parquet",
     output:
         "results/round{round}/eval/{system}.json",
@@ -17,10 +18,55 @@ rule evaluate:
         strategy=system_strategy,
         beam=config["evaluation"]["beam"],
         batch_size=config["evaluation"]["batch_size"],
+        speed_sentences=config["evaluation"]["speed_sentences"],
+        comet=comet_options,
+        backend=evaluate_backend_option,
     shell:
         "python -m mtdistill.evaluate --model {input.model} --test {input.test}"
         " --system {wildcards.system} --round {wildcards.round} --strategy {params.strategy} --beam {params.beam}"
-        " --batch-size {params.batch_size} --threads {threads} --out {output} > {log} 2>&1"
+        " --batch-size {params.batch_size} --speed-sentences {params.speed_sentences} {params.comet}"
+        " {params.backend} --threads {threads} --out {output} > {log} 2>&1"
+
+
+rule compare_systems:
+    input:
+        unpack(round_evaluations),
+    output:
+        "results/round{round}/eval/significance.json",
+    log:
+        "logs/compare_systems/round{round}.log",
+    benchmark:
+        "results/benchmarks/compare_systems/round{round}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: 1
+    params:
+        baseline=kd_baseline(),
+        samples=config["evaluation"]["bootstrap_samples"],
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.significance --evaluations {input.evaluations} --test {input.test}"
+        " --baseline {params.baseline} --round {wildcards.round} --samples {params.samples}"
+        " --seed {params.seed} --out {output} > {log} 2>&1"
+
+
+# Figures of the HTML report and report.md: one PNG each, named after its figure.
+rule figures:
+    input:
+        unpack(figure_inputs),
+    output:
+        report_figures(),
+    log:
+        "logs/figures/figures.log",
+    benchmark:
+        "results/benchmarks/figures/figures.tsv"
+    localrule: True
+    conda:
+        "../../envs/mtdistill.yaml"
+    params:
+        inputs=input_options,
+    shell:
+        "python -m mtdistill.figures {params.inputs} --out {output} > {log} 2>&1"
 
 
 rule report:
