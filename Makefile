@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint fmt dryrun dag bench clean
+.PHONY: install demo test lint fmt dryrun dag bench bench-cpu bench-gpu clean
 
 install: $(VENV)/.installed
 
@@ -41,6 +41,17 @@ bench: install
 	$(BIN)/python benchmarks/shard_memory.py --run results
 	$(BIN)/python benchmarks/objective_cost.py --run results
 	$(BIN)/python benchmarks/backend_speed.py --model results/models/teacher --input results/data/tune.parquet
+	$(BIN)/python benchmarks/student_speedup.py --run results
+	$(BIN)/python benchmarks/dag_scale.py
+	$(BIN)/python benchmarks/summary.py --run results
+
+# Quality benchmarks, each a full run with its own report in runs/<name>/results/:
+#   make bench-cpu   about an hour on 2 cores;  make bench-gpu   one GPU (config/bench-gpu.yaml)
+bench-cpu bench-gpu: bench-%: install
+	mkdir -p runs/$*
+	cp -r config runs/$*/
+	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$* --cores $(CORES) --configfile config/$*.yaml
+	cat runs/$*/results/report.md
 
 lint: install
 	$(BIN)/snakemake --lint

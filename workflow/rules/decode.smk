@@ -7,6 +7,8 @@ rule decode_nbest:
         "logs/decode_nbest/round{round}/{set}.{direction}.{shard}.log",
     benchmark:
         "results/benchmarks/decode_nbest/round{round}/{set}.{direction}.{shard}.tsv"
+    # the reranker's chain (helpers, n-best lists, scores, tuning) is the longest: students wait
+    priority: 5
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
@@ -40,6 +42,8 @@ rule merge_nbest:
         "logs/merge_nbest/round{round}/{set}.{shard}.log",
     benchmark:
         "results/benchmarks/merge_nbest/round{round}/{set}.{shard}.tsv"
+    # the reranker's chain (helpers, n-best lists, scores, tuning) is the longest: students wait
+    priority: 5
     conda:
         "../../envs/mtdistill.yaml"
     params:

@@ -9,6 +9,8 @@ checkpoint tune_reranker:
         "logs/tune_reranker/round{round}.log",
     benchmark:
         "results/benchmarks/tune_reranker/round{round}.tsv"
+    # the reranker's chain (helpers, n-best lists, scores, tuning) is the longest: students wait
+    priority: 5
     conda:
         "../../envs/mtdistill.yaml"
     params:

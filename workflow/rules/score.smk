@@ -8,6 +8,8 @@ rule score:
         "logs/score/round{round}/{set}.{scorer}.{shard}.log",
     benchmark:
         "results/benchmarks/score/round{round}/{set}.{scorer}.{shard}.tsv"
+    # the reranker's chain (helpers, n-best lists, scores, tuning) is the longest: students wait
+    priority: 5
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1

@@ -54,6 +54,8 @@ rule train_helper:
         "logs/train_helper/{helper}.log",
     benchmark:
         "results/benchmarks/train_helper/{helper}.tsv"
+    # the reranker's chain (helpers, n-best lists, scores, tuning) is the longest: students wait
+    priority: 5
     conda:
         "../../envs/mtdistill.yaml"
     threads: 1
