@@ -48,10 +48,10 @@ bench: install
 # Quality benchmarks, each a full run with its own report in runs/<name>/results/:
 #   make bench-cpu   about an hour on 2 cores;  make bench-gpu   one GPU (config/bench-gpu.yaml)
 bench-cpu bench-gpu: bench-%: install
-	mkdir -p runs/$*
-	cp -r config runs/$*/
-	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$* --cores $(CORES) --configfile config/$*.yaml
-	cat runs/$*/results/report.md
+	mkdir -p runs/$@
+	cp -r config runs/$@/
+	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$@ --cores $(CORES) --configfile config/$@.yaml
+	cat runs/$@/results/report.md
 
 lint: install
 	$(BIN)/snakemake --lint

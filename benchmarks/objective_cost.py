@@ -4,7 +4,7 @@ All objectives train the same student (a finished run's cross-entropy student) o
 batches of the same labels, with the run's teacher, one after the other in one process, so the
 ratios compare like with like. Speculative KD's cost includes drafting and the teacher passes.
 
-    python benchmarks/objective_cost.py --run results [--student round1/students/top1-both] [--steps 8]
+    python benchmarks/objective_cost.py --run results [--student round0/students/top1-both] [--steps 8]
 
 Writes benchmarks/results/objective_cost.{json,md}.
 """
@@ -60,8 +60,8 @@ def seconds_per_step(objective, student, tokenizer, table, pairs, batches) -> fl
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", default="results")
-    p.add_argument("--student", default="round1/students/top1-both", help="cross-entropy student, under --run")
-    p.add_argument("--labels", default="round1/labels/top1/bitext.parquet", help="labels, under --run")
+    p.add_argument("--student", help="cross-entropy student, under --run (default: the last round's top1-both)")
+    p.add_argument("--labels", help="labels, under --run (default: the last round's top1 bitext labels)")
     p.add_argument("--steps", type=int, default=8)
     p.add_argument("--batch-tokens", type=int, default=1024)
     p.add_argument("--threads", type=int, default=1)
@@ -69,6 +69,9 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     run = Path(args.run)
+    last = max((p.parent.name for p in run.glob("round*/students")), key=lambda name: int(name.removeprefix("round")))
+    args.student = args.student or f"{last}/students/top1-both"
+    args.labels = args.labels or f"{last}/labels/top1/bitext.parquet"
     teacher = str(run / "models" / "teacher")
     student, tokenizer = models.load(run / args.student)
     table = pd.read_parquet(run / args.labels)
