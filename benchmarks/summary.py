@@ -84,7 +84,8 @@ def targets(run: Path, results: Path) -> list[dict]:
             if rerank in last.index and top1 in last.index:
                 gain = last.bleu_beam[rerank] - last.bleu_beam[top1]
                 p = significance["systems"].get(rerank, {}).get("bleu", {}).get("p_value")
-                versus = f" (p = {p:.3f} vs {significance.get('baseline')})" if p is not None else ""
+                verdict = "significant" if p is not None and p < 0.05 else "not significant"
+                versus = f" (p = {p:.3f} vs {significance.get('baseline')}: {verdict})" if p is not None else ""
                 rows.append({"target": f"{rerank} beats {top1} (Setiawan: +1.2 bitext, +3.4 with mono)",
                              "measured": f"{gain:+.2f} BLEU{versus}", "met": bool(gain > 0)})
     speedup = load(results / "student_speedup.json")
