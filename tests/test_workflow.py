@@ -176,9 +176,12 @@ def test_profiles_dry_run(fresh_workdir, profile):
     assert "train_teacher" in result.stdout and "report" in result.stdout
 
 
-@pytest.mark.parametrize("example", sorted(p.name for p in (REPO / "config" / "examples").glob("*.yaml")))
+EXAMPLE_CONFIGS = sorted((REPO / "config" / "examples").glob("*.yaml")) + sorted((REPO / "config").glob("bench-*.yaml"))
+
+
+@pytest.mark.parametrize("example", EXAMPLE_CONFIGS, ids=lambda path: path.name)
 def test_example_configs_dry_run(fresh_workdir, example):
-    result = snakemake("-n", "--configfile", str(REPO / "config" / "examples" / example), cwd=fresh_workdir)
+    result = snakemake("-n", "--configfile", str(example), cwd=fresh_workdir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "tune_reranker" in result.stdout and "train_student" in result.stdout
 
