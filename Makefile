@@ -12,7 +12,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint fmt dryrun dag bench bench-cpu bench-gpu clean
+.PHONY: install demo test lint fmt dryrun dag bench bench-cpu bench-gpu estimate clean
 
 install: $(VENV)/.installed
 
@@ -52,6 +52,12 @@ bench-cpu bench-gpu: bench-%: install
 	cp -r config runs/$@/
 	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$@ --cores $(CORES) --configfile config/$@.yaml
 	cat runs/$@/results/report.md
+
+# Expected hours and GPU hours of the configured run, per rule, from the per-job benchmarks of the
+# last run (README.md, "GPU hours before a run"). More options through ESTIMATE_ARGS, e.g.
+#   make estimate ESTIMATE_ARGS="--configfile config/bench-gpu.yaml --speedup 20"
+estimate: install
+	$(BIN)/python -m mtdistill.estimate --measured results/benchmarks $(ESTIMATE_ARGS)
 
 lint: install
 	$(BIN)/snakemake --lint
