@@ -25,6 +25,10 @@ def load(path: Path) -> dict | list | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def figure(group: str, name: str, value: float, unit: str, source: str) -> dict:
+    return {"group": group, "figure": name, "value": value, "unit": unit, "source": source}
+
+
 def run_figures(run: Path) -> list[dict]:
     """Scoring hypotheses/s per scorer and training target tokens/s per model, from the run's own records."""
     rows = []
@@ -32,14 +36,12 @@ def run_figures(run: Path) -> list[dict]:
     if costs:
         table = pd.DataFrame(costs).groupby("scorer")[["hypotheses", "seconds"]].sum()
         for scorer, row in table.iterrows():
-            rows.append({"group": "throughput", "figure": f"scoring, {scorer}", "value": row.hypotheses / row.seconds,
-                         "unit": "hypotheses/s", "source": "run cost records (model loading included)"})
+            rows.append(figure("throughput", f"scoring, {scorer}", row.hypotheses / row.seconds, "hypotheses/s", "run cost records (model loading included)"))
     for training in sorted(run.glob("**/training.json")):
         history = [h for h in load(training).get("history", []) if "target_tokens_per_s" in h]
         if history:
             rate = sum(h["target_tokens_per_s"] for h in history) / len(history)
-            rows.append({"group": "throughput", "figure": f"training, {training.parent.relative_to(run)}", "value": rate,
-                         "unit": "target tokens/s", "source": "training.json"})
+            rows.append(figure("throughput", f"training, {training.parent.relative_to(run)}", rate, "target tokens/s", "training.json"))
     return rows
 
 
@@ -48,27 +50,21 @@ def benchmark_figures(results: Path) -> list[dict]:
     backend = load(results / "backend_speed.json")
     for row in (backend or {}).get("results", []):
         for name in ("hf", "ctranslate2"):
-            rows.append({"group": "throughput", "figure": f"{row['task']}, {row['threads']} thread(s), {name}",
-                         "value": row[name], "unit": row["unit"], "source": "backend_speed"})
-        rows.append({"group": "ratio", "figure": f"{row['task']}, {row['threads']} thread(s), ctranslate2 / hf",
-                     "value": row["speedup"], "unit": "x", "source": "backend_speed"})
+            rows.append(figure("throughput", f"{row['task']}, {row['threads']} thread(s), {name}", row[name], row["unit"], "backend_speed"))
+        rows.append(figure("ratio", f"{row['task']}, {row['threads']} thread(s), ctranslate2 / hf", row["speedup"], "x", "backend_speed"))
     speedup = load(results / "student_speedup.json")
     for row in (speedup or {}).get("results", []):
         if row["system"] != "teacher":
-            rows.append({"group": "ratio", "figure": f"{row['system']} over teacher, {row['backend']}, {row['mode']}",
-                         "value": row["speed-up over teacher"], "unit": "x", "source": "student_speedup"})
+            rows.append(figure("ratio", f"{row['system']} over teacher, {row['backend']}, {row['mode']}", row["speed-up over teacher"], "x", "student_speedup"))
     dag = load(results / "dag_scale.json")
     for row in (dag or {}).get("results", []):
-        rows.append({"group": "scale", "figure": f"dry-run DAG, {row['shards']} shards ({row['jobs']} jobs)",
-                     "value": row["seconds"], "unit": "s", "source": "dag_scale"})
+        rows.append(figure("scale", f"dry-run DAG, {row['shards']} shards ({row['jobs']} jobs)", row["seconds"], "s", "dag_scale"))
     memory = load(results / "shard_memory.json")
     for row in (memory or {}).get("steps", []):
-        rows.append({"group": "scale", "figure": f"peak memory 4x / 1x shard, {row['step']}",
-                     "value": row["memory_ratio_4x_1x"], "unit": "x", "source": "shard_memory"})
+        rows.append(figure("scale", f"peak memory 4x / 1x shard, {row['step']}", row["memory_ratio_4x_1x"], "x", "shard_memory"))
     objectives = load(results / "objective_cost.json")
     for row in (objectives or {}).get("results", []):
-        rows.append({"group": "ratio", "figure": f"training step cost, {row['objective']} / cross-entropy",
-                     "value": row["vs_cross_entropy"], "unit": "x", "source": "objective_cost"})
+        rows.append(figure("ratio", f"training step cost, {row['objective']} / cross-entropy", row["vs_cross_entropy"], "x", "objective_cost"))
     return rows
 
 
