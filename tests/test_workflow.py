@@ -113,6 +113,23 @@ def test_one_round_and_no_selection(tmp_path):
     assert scores == {(s, x["name"]) for s in ("tune", "dev", "bitext", "mono") for x in config["scorers"]}
 
 
+def test_job_resources_come_from_the_config_and_two_gpus_train_with_torchrun(tmp_path):
+    config = tiny_config()
+    config["resources"] = {"default": {"mem_mb": 3000}, "train_student": {"gpu": 2, "runtime": 90}}
+    jobs = planned_jobs(tmp_path, config)
+    student = next(job for job in jobs if job.rule.name == "train_student")
+    assert (student.resources["gpu"], student.resources["runtime"], student.resources["mem_mb"]) == (2, 90, 3000)
+    assert "torchrun --standalone --nproc_per_node 2 -m mtdistill.train " in student.shellcmd
+    teacher = next(job for job in jobs if job.rule.name == "train_teacher")  # built-in entry, not given here
+    assert (teacher.resources["gpu"], teacher.resources["runtime"]) == (1, 720)
+    assert teacher.shellcmd.startswith("python -m mtdistill.train ")
+    tokenizer = next(job for job in jobs if job.rule.name == "train_tokenizer")
+    assert (tokenizer.resources["gpu"], tokenizer.resources["runtime"], tokenizer.resources["mem_mb"]) == (0, 60, 3000)
+    config["resources"]["train_techer"] = {"gpu": 1}
+    with pytest.raises(Exception, match="train_techer"):
+        dry_run_dag(tmp_path / "typo", config)
+
+
 def test_pretrained_teacher_replaces_teacher_training(tmp_path):
     config = tiny_config()
     config["teacher"]["pretrained"] = "Helsinki-NLP/opus-mt-de-en"
@@ -193,9 +210,12 @@ def test_slurm_profile_resources(fresh_workdir):
     blocks = result.stdout.split("\nrule ")
     teacher = next(b for b in blocks if b.startswith("train_teacher:"))
     assert "gpu=1" in teacher and "slurm_partition=gpu" in teacher and "slurm_account=my_account" in teacher
-    assert "runtime=720" in teacher  # set-resources override from the profile
+    assert "runtime=1440" in teacher and "gpu_model=a100" in teacher  # the profile's set-resources
+    assert "mem_mb=16000" in teacher  # config resources.train_teacher, not overridden
+    student = next(b for b in blocks if b.startswith("train_student:"))
+    assert "gpu=1" in student and "runtime=360" in student and "mem_mb=8000" in student
     tokenizer = next(b for b in blocks if b.startswith("train_tokenizer:"))
-    assert "gpu=" not in tokenizer
+    assert "gpu=0" in tokenizer and "runtime=60" in tokenizer  # resources.default
     rules = "".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
     assert "slurm_partition" not in rules and "slurm_account" not in rules
 

@@ -8,6 +8,7 @@ import logging
 import os
 import random
 import shutil
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -101,9 +102,18 @@ def setup_logging() -> logging.Logger:
     return logging.getLogger("mtdistill")
 
 
+def job_environment() -> str:
+    """Where this step runs: host, cluster job and the GPUs it was given (for its log)."""
+    slurm = os.environ.get("SLURM_JOB_ID")
+    gpus = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return " ".join([f"host {socket.gethostname()}", f"slurm job {slurm}" if slurm else "no cluster job",
+                     f"CUDA_VISIBLE_DEVICES={gpus}" if gpus is not None else "CUDA_VISIBLE_DEVICES unset"])
+
+
 def run_main(func, args) -> int:
     """Run a step; turn InputError into a one-line message and exit status 2."""
     log = setup_logging()
+    log.info("%s", job_environment())
     try:
         func(args)
     except InputError as err:

@@ -48,6 +48,29 @@ MBR_SCORERS = [name for name, s in SCORERS.items() if s["kind"] == "mbr"]
 SEQ2SEQ_KINDS = {"forced_decoding", "r2l", "backward"}
 
 
+def job_settings(rule):
+    """threads, gpu, mem_mb and runtime of a rule's jobs: config resources.<rule> over resources.default."""
+    return {**config["resources"]["default"], **config["resources"].get(rule, {})}
+
+
+def job_threads(rule):
+    return job_settings(rule)["threads"]
+
+
+def job_resources(rule, **fixed):
+    """A rule's `resources:` from the config; a profile's set-resources still overrides them."""
+    settings = {
+        key: value for key, value in job_settings(rule).items() if key != "threads"
+    }
+    return {**settings, **fixed}
+
+
+def launcher(wildcards, resources):
+    """Training on more than one GPU runs one data-parallel process per GPU through torchrun."""
+    gpus = int(resources.get("gpu", 0))
+    return f"torchrun --standalone --nproc_per_node {gpus}" if gpus > 1 else "python"
+
+
 def uses_ct2(step):
     """Whether `step` (decode, score, evaluate) runs on CTranslate2 conversions."""
     return config["backend"][step] == "ctranslate2"

@@ -16,7 +16,9 @@ rule convert_ct2:
     priority: 5
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("convert_ct2")
+    resources:
+        **job_resources("convert_ct2"),
     params:
         model=ct2_source_model,
     shell:

@@ -14,6 +14,9 @@ rule prepare_data:
         "results/benchmarks/prepare_data/prepare_data.tsv"
     conda:
         "../../envs/mtdistill.yaml"
+    threads: job_threads("prepare_data")
+    resources:
+        **job_resources("prepare_data"),
     params:
         spec=data_spec(),
     shell:
@@ -32,7 +35,9 @@ rule train_tokenizer:
         "results/benchmarks/train_tokenizer/train_tokenizer.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 2
+    threads: job_threads("train_tokenizer")
+    resources:
+        **job_resources("train_tokenizer"),
     params:
         vocab_size=config["tokenizer"]["vocab_size"],
         seed=config["seed"],

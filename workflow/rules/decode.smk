@@ -11,9 +11,9 @@ rule decode_nbest:
     priority: 5
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("decode_nbest")
     resources:
-        gpu=1,
+        **job_resources("decode_nbest"),
     params:
         model=decoder_model,
         r2l=r2l_option,
@@ -46,6 +46,9 @@ rule merge_nbest:
     priority: 5
     conda:
         "../../envs/mtdistill.yaml"
+    threads: job_threads("merge_nbest")
+    resources:
+        **job_resources("merge_nbest"),
     params:
         nbest=merge_options,
     shell:

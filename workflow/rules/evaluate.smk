@@ -11,9 +11,9 @@ rule evaluate:
         "results/benchmarks/evaluate/round{round}/{system}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("evaluate")
     resources:
-        gpu=1,
+        **job_resources("evaluate"),
     params:
         strategy=system_strategy,
         beam=config["evaluation"]["beam"],
@@ -39,7 +39,9 @@ rule compare_systems:
         "results/benchmarks/compare_systems/round{round}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("compare_systems")
+    resources:
+        **job_resources("compare_systems"),
     params:
         baseline=kd_baseline(),
         samples=config["evaluation"]["bootstrap_samples"],

@@ -13,6 +13,9 @@ checkpoint tune_reranker:
     priority: 5
     conda:
         "../../envs/mtdistill.yaml"
+    threads: job_threads("tune_reranker")
+    resources:
+        **job_resources("tune_reranker"),
     params:
         inputs=input_options,
         tuners=config["reranker"]["tuners"],
@@ -38,6 +41,9 @@ rule select_labels:
         "results/benchmarks/select_labels/round{round}/{strategy}.{set}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
+    threads: job_threads("select_labels")
+    resources:
+        **job_resources("select_labels"),
     params:
         inputs=input_options,
         mbr=mbr_option,

@@ -12,9 +12,9 @@ rule score:
     priority: 5
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("score")
     resources:
-        gpu=scorer_gpus,
+        **job_resources("score", gpu=scorer_gpus),
     params:
         kind=scorer_option("kind"),
         model=scorer_model_option,

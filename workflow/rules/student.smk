@@ -14,16 +14,17 @@ rule train_student:
         system=r"[a-z0-9]+-(bitext|mono|both)",
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("train_student")
     resources:
-        gpu=1,
+        **job_resources("train_student"),
     params:
+        launcher=launcher,
         arch=as_json(config["student"]["arch"]),
         options=train_options("student"),
         init=student_init_option,
         seed=config["seed"],
     shell:
-        "python -m mtdistill.train --train {input.labels} --label-column label"
+        "{params.launcher} -m mtdistill.train --train {input.labels} --label-column label"
         " --dev {input.dev} --tokenizer {input.teacher} --arch {params.arch:q}"
         " {params.init} {params.options} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
@@ -41,9 +42,9 @@ rule teacher_topk:
         "results/benchmarks/teacher_topk/round{round}/{labels}.k{k}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("teacher_topk")
     resources:
-        gpu=1,
+        **job_resources("teacher_topk"),
     params:
         max_len=config["student"]["train"]["max_len"],
     shell:
@@ -65,13 +66,14 @@ rule train_variant:
         "results/benchmarks/train_variant/round{round}/{variant}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("train_variant")
     resources:
-        gpu=1,
+        **job_resources("train_variant"),
     params:
+        launcher=launcher,
         options=variant_options,
         seed=config["seed"],
     shell:
-        "python -m mtdistill.distill --train {input.labels} --label-column label"
+        "{params.launcher} -m mtdistill.distill --train {input.labels} --label-column label"
         " --dev {input.dev} {params.options} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"

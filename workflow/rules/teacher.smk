@@ -9,6 +9,9 @@ if config["teacher"]["pretrained"]:
             "results/benchmarks/import_teacher/import_teacher.tsv"
         conda:
             "../../envs/mtdistill.yaml"
+        threads: job_threads("import_teacher")
+        resources:
+            **job_resources("import_teacher"),
         params:
             pretrained=config["teacher"]["pretrained"],
         shell:
@@ -32,15 +35,16 @@ else:
         priority: 10
         conda:
             "../../envs/mtdistill.yaml"
-        threads: 2
+        threads: job_threads("train_teacher")
         resources:
-            gpu=1,
+            **job_resources("train_teacher"),
         params:
+            launcher=launcher,
             arch=as_json(config["teacher"]["arch"]),
             options=train_options("teacher"),
             seed=config["seed"],
         shell:
-            "python -m mtdistill.train --train {input.train} --dev {input.dev}"
+            "{params.launcher} -m mtdistill.train --train {input.train} --dev {input.dev}"
             " --tokenizer {input.tokenizer} --arch {params.arch:q} {params.options}"
             " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
 
@@ -58,14 +62,15 @@ rule train_helper:
     priority: 5
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("train_helper")
     resources:
-        gpu=1,
+        **job_resources("train_helper"),
     params:
+        launcher=launcher,
         options=helper_options,
         seed=config["seed"],
     shell:
-        "python -m mtdistill.train --train {input.train} --dev {input.dev}"
+        "{params.launcher} -m mtdistill.train --train {input.train} --dev {input.dev}"
         " --tokenizer {input.tokenizer} {params.options}"
         " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
 
@@ -82,13 +87,14 @@ rule finetune_teacher:
         "results/benchmarks/finetune_teacher/round{round}/{finetuned}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: 1
+    threads: job_threads("finetune_teacher")
     resources:
-        gpu=1,
+        **job_resources("finetune_teacher"),
     params:
+        launcher=launcher,
         options=finetune_options,
         seed=config["seed"],
     shell:
-        "python -m mtdistill.train --train {input.labels} --label-column label"
+        "{params.launcher} -m mtdistill.train --train {input.labels} --label-column label"
         " --dev {input.dev} {params.options}"
         " --seed {params.seed} --threads {threads} --out {output} > {log} 2>&1"
