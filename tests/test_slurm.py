@@ -115,7 +115,8 @@ def finished_jobs(log: str) -> collections.Counter:
 def slurm_jobs() -> list[dict]:
     """Every job slurmctld still knows (MinJobAge keeps finished ones), as scontrol's key=value."""
     listing = subprocess.run(["scontrol", "-d", "-o", "show", "job"], capture_output=True, text=True, check=True)
-    return [dict(field.split("=", 1) for field in line.split() if "=" in field) for line in listing.stdout.splitlines()]
+    return [dict(field.split("=", 1) for field in line.split() if "=" in field)
+            for line in listing.stdout.splitlines() if line.startswith("JobId=")]
 
 
 def job_rule(job: dict) -> str:
@@ -184,3 +185,50 @@ def test_pipeline_on_slurm_matches_local_run(slurm_cluster, tmp_path):
     columns = [c for c in QUALITY if c in reports[0].columns]
     assert len(columns) >= 5
     pd.testing.assert_frame_equal(reports[0][columns], reports[1][columns])
+
+
+def running_job(comment: str, timeout: float) -> str:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        for job in slurm_jobs():
+            if job.get("Comment") == comment and job["JobState"] == "RUNNING":
+                return job["JobId"]
+        time.sleep(1)
+    raise AssertionError(f"no running Slurm job {comment} after {timeout} s")
+
+
+@pytest.mark.slow
+def test_training_killed_at_its_time_limit_resumes_in_the_retried_job(slurm_cluster, tmp_path):
+    """The profile's `retries: 1` resubmits a teacher that hit its Slurm time limit, and the new job
+    goes on from the last checkpoint instead of step 0."""
+    config = micro_config()
+    # long enough that slurmctld (it checks time limits every 30 s) ends it well before the last step
+    config["teacher"]["train"].update(max_steps=2000, eval_every=50, patience=100)
+    workdir = new_workdir(tmp_path / "timelimit", config)
+    checkpoint = workdir / "results" / "models" / "teacher.resume" / "last.pt"
+    teacher = workdir / "results" / "models" / "teacher"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), str(teacher.relative_to(workdir)),
+         "--workflow-profile", str(REPO / "profiles" / "slurm"), *CI_OVERRIDES],
+        cwd=workdir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        job_id = running_job("rule_train_teacher", timeout=300)
+        deadline = time.time() + 300
+        while not checkpoint.exists() and time.time() < deadline:
+            time.sleep(0.5)
+        assert checkpoint.exists(), "no checkpoint before the time limit"
+        # a time limit shorter than the time already run: slurmctld ends the job as TIMEOUT
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=0:01"], check=True)
+        output, _ = process.communicate(timeout=SNAKEMAKE_TIMEOUT)
+    finally:
+        process.kill()
+    assert process.returncode == 0, output[-4000:]
+
+    attempts = [job for job in slurm_jobs() if Path(job["WorkDir"]) == workdir and job["Comment"] == "rule_train_teacher"]
+    assert [job["JobState"] for job in attempts] == ["TIMEOUT", "COMPLETED"]
+    resumed = re.search(r"resumed from \S+last\.pt at step (\d+)", (workdir / "logs" / "train_teacher" / "train_teacher.log").read_text())
+    assert resumed and 0 < int(resumed.group(1)) < 2000
+    summary = json.loads((teacher / "training.json").read_text())
+    assert summary["steps"] == 2000 and [h["step"] for h in summary["history"]] == list(range(50, 2001, 50))
+    assert not checkpoint.parent.exists()
+    print(f"\nteacher job {attempts[0]['JobId']} TIMEOUT, retried as job {attempts[1]['JobId']}, resumed at step {resumed.group(1)}")
