@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -72,6 +75,87 @@ def teacher_dir(work, data_dir, tokenizer_dir, config) -> Path:
             *train_args(config, "teacher"), "--seed", "1", "--threads", "2", "--out", str(out)]
     assert train.main(argv) == 0
     return out
+
+
+@pytest.fixture(scope="session")
+def kd_labels(work, data_dir) -> Path:
+    """Distillation labels: the bitext's references in a `label` column."""
+    import pandas as pd
+
+    out = work / "kd_train.parquet"
+    pd.read_parquet(data_dir / "bitext.parquet").assign(label=lambda d: d.target).to_parquet(out)
+    return out
+
+
+def interrupt_and_rerun(argv: list[str], out: Path, max_steps: int) -> int:
+    """Start a training command, SIGKILL it and its children (torchrun's workers, which run in
+    sessions of their own) as soon as it has written a checkpoint, and run it again to the end;
+    `max_steps` must leave it time to die. Returns the step it resumed from."""
+    import psutil
+    import torch
+
+    checkpoint = out.with_name(out.name + ".resume") / "last.pt"
+    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    family = []
+    with contextlib.suppress(psutil.NoSuchProcess):  # if it has finished, the assertions below say so
+        family = [psutil.Process(process.pid), *psutil.Process(process.pid).children(recursive=True)]
+    for member in family:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            member.kill()  # SIGKILL
+    process.wait()
+    assert checkpoint.exists(), "training finished before it could be interrupted"
+    assert not out.exists()  # no half-written model
+    killed_at = torch.load(checkpoint, weights_only=False)["step"]
+    assert 0 < killed_at < max_steps
+    result = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=600)
+    assert f"resumed from {checkpoint} at step" in result.stderr
+    assert not checkpoint.parent.exists()  # cleaned up after the final save
+    return killed_at
+
+
+TIMINGS = ("seconds", "target_tokens_per_s", "seconds_per_step")
+
+
+def training_record(outdir: Path) -> dict:
+    """training.json without what differs between identical runs: paths and timings."""
+    summary = json.loads((outdir / "training.json").read_text())
+    history = [{k: v for k, v in h.items() if k not in TIMINGS} for h in summary["history"]]
+    best = {k: v for k, v in summary["best"].items() if k not in TIMINGS}
+    return {**{k: v for k, v in summary.items() if k not in ("arguments", *TIMINGS)}, "history": history, "best": best}
+
+
+def assert_same_training(a: Path, b: Path) -> None:
+    """Two model directories with the same weights, bit for bit, and the same training record."""
+    import torch
+    from safetensors.torch import load_file
+
+    wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert training_record(a) == training_record(b)
+
+
+def resume_check(argv, work: Path, name: str, steps: int) -> dict:
+    """argv(out) run uninterrupted and killed and resumed ends alike; the resumed run's training.json."""
+    reference, interrupted = work / f"{name}_reference", work / f"{name}_interrupted"
+    subprocess.run(argv(reference), check=True, capture_output=True, timeout=600)
+    killed_at = interrupt_and_rerun(argv(interrupted), interrupted, steps)
+    assert_same_training(reference, interrupted)
+    summary = json.loads((interrupted / "training.json").read_text())
+    assert summary["best_step"] > killed_at  # the weights compared were trained after the restart
+    return summary
+
+
+# the teacher keeps the student's free samples only if in its top 2: the sampling generator's
+# state decides the sequences, hence the weights and the acceptance record
+SKD_OPTIONS = ["--objective", "skd", "--k", "2", "--gamma", "3", "--student-temperature", "1", "--student-top-p", "1"]
+
+
+def student_arch(tokenizer_dir: Path, config: dict, dropout: float = 0.1) -> list[str]:
+    """A fresh tiny student; with dropout, the restored random state decides its masks."""
+    return ["--tokenizer", str(tokenizer_dir), "--arch", json.dumps({**config["student"]["arch"], "dropout": dropout})]
 
 
 def decode_set(work: Path, data_dir: Path, teacher_dir: Path, config: dict, name: str) -> Path:

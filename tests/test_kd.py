@@ -135,10 +135,7 @@ def test_teacher_with_another_vocabulary_is_refused(tmp_path, teacher_dir):
         kd.check_shared_vocabulary(other, tokenizer, "other-teacher")
 
 
-def student_run(work, data_dir, teacher_dir, config, name, *options):
-    labels = work / "kd_train.parquet"
-    if not labels.exists():
-        pd.read_parquet(data_dir / "bitext.parquet").assign(label=lambda d: d.target).to_parquet(labels)
+def student_run(work, labels, data_dir, teacher_dir, config, name, *options):
     out = work / name
     train_options = dict(zip(train_args(config, "student")[::2], train_args(config, "student")[1::2]))
     train_options.update({"--max-steps": "4", "--eval-every": "2", "--select-by": "loss"})
@@ -148,15 +145,15 @@ def student_run(work, data_dir, teacher_dir, config, name, *options):
     return out, json.loads((out / "training.json").read_text())
 
 
-def test_skd_training_logs_acceptance_per_step(work, data_dir, teacher_dir, config):
-    _, summary = student_run(work, data_dir, teacher_dir, config, "skd", "--objective", "skd", "--teacher", str(teacher_dir),
+def test_skd_training_logs_acceptance_per_step(work, kd_labels, data_dir, teacher_dir, config):
+    _, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "skd", "--objective", "skd", "--teacher", str(teacher_dir),
                              "--k", "5", "--gamma", "3")
     assert len(summary["acceptance_per_step"]) == 4 and all(0 <= a <= 1 for a in summary["acceptance_per_step"])
     assert all("acceptance_rate" in h and "seconds_per_step" in h for h in summary["history"])
 
 
-def test_pruning_zeroes_weights_and_retrains(work, data_dir, teacher_dir, config):
-    out, summary = student_run(work, data_dir, teacher_dir, config, "pruned", "--objective", "prune", "--prune", "0.4")
+def test_pruning_zeroes_weights_and_retrains(work, kd_labels, data_dir, teacher_dir, config):
+    out, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "pruned", "--objective", "prune", "--prune", "0.4")
     model, _ = models.load(out)
     linear = [m.weight for m in kd.prunable(model)]
     zeros = sum(int((w == 0).sum()) for w in linear) / sum(w.numel() for w in linear)

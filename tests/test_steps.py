@@ -146,6 +146,18 @@ def test_training_is_deterministic(work, data_dir, tokenizer_dir, config):
     assert all((outs[0][k] == outs[1][k]).all() for k in outs[0])
 
 
+def test_precision_is_an_option_recorded_with_the_model(work, data_dir, tokenizer_dir, config):
+    from mtdistill import train
+
+    assert train.resolve_precision("auto", torch.device("cpu")) == "fp32"  # bf16 only on a GPU that has it
+    out = work / "bf16"
+    assert train.main(["--train", str(data_dir / "bitext.parquet"), "--dev", str(data_dir / "dev.parquet"),
+                       "--tokenizer", str(tokenizer_dir), "--arch", json.dumps(config["student"]["arch"]),
+                       "--max-steps", "2", "--eval-every", "2", "--precision", "bf16", "--out", str(out)]) == 0
+    summary = json.loads((out / "training.json").read_text())
+    assert summary["precision"] == "bf16" and summary["world_size"] == 1 and math.isfinite(summary["best"]["dev_loss"])
+
+
 def test_nbest_table_and_shards(tune_nbest, data_dir, teacher_dir, work, config):
     from mtdistill import decode
 

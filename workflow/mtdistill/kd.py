@@ -11,6 +11,10 @@
   student token (on-policy KD); K = 0 keeps none (teacher-generated sequences); `supervised` applies
   the same KL to the label sequences without sampling (supervised KD).
 - Pruned: global magnitude pruning of the student's linear weights, then cross-entropy retraining.
+
+Under torchrun every rank runs the objective on its own batches: the teachers are frozen copies per
+rank, SKD drafts with the unwrapped student (no DDP forward without a backward) from a generator
+seeded per rank.
 """
 
 from __future__ import annotations
@@ -60,6 +64,8 @@ def truncated_kl(ids: torch.Tensor, teacher_logprobs: torch.Tensor, student_logi
 
 
 class WordKD(CrossEntropy):
+    checkpointed = ("window",)
+
     def __init__(self, teacher: str, alpha: float, tau: float, label_smoothing: float = 0.0, topk_path: str | None = None):
         super().__init__(label_smoothing)
         self.teacher_path, self.alpha, self.tau, self.topk_path = teacher, alpha, tau, topk_path
@@ -197,18 +203,22 @@ class Speculator:
 class SpeculativeKD(CrossEntropy):
     """Forward KL(teacher || student) on speculative sequences, or on the labels (`supervised`)."""
 
+    checkpointed = ("window", "acceptance")
+
     def __init__(self, teacher: str, k: int, gamma: int, student_sampling=(0.5, 0.5), teacher_sampling=(0.2, 0.5),
                  supervised: bool = False, max_len: int = 128, seed: int = 1):
         super().__init__()
         self.teacher_path, self.k, self.gamma, self.supervised = teacher, k, gamma, supervised
-        self.student_sampling, self.teacher_sampling, self.max_len = student_sampling, teacher_sampling, max_len
-        self.generator = torch.Generator().manual_seed(seed)
+        self.student_sampling, self.teacher_sampling, self.max_len, self.seed = student_sampling, teacher_sampling, max_len, seed
+        self.generator = torch.Generator()
         self.window = {"kept": 0, "generated": 0, "kl": 0.0, "tokens": 0}
         self.acceptance: list[float] = []  # per step: the fraction of generated tokens the student drafted
 
     def prepare(self, model, tokenizer, table, pairs, device) -> None:
         self.teacher = load_teacher(self.teacher_path, tokenizer, device)
         self.tokenizer = tokenizer
+        rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+        self.generator.manual_seed(self.seed + rank)  # under torchrun each rank samples its own sequences
         k = len(tokenizer) if self.k < 0 else self.k  # -1: the whole vocabulary, on-policy KD
         self.speculator = Speculator(model, self.teacher, tokenizer, k, self.gamma, self.student_sampling,
                                      self.teacher_sampling, self.max_len, self.generator)
@@ -247,6 +257,13 @@ class SpeculativeKD(CrossEntropy):
         self.window = {"kept": 0, "generated": 0, "kl": 0.0, "tokens": 0}
         return metrics
 
+    def state_dict(self) -> dict:
+        return {**super().state_dict(), "generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        super().load_state_dict(state)
+        self.generator.set_state(state["generator"])  # in place: the speculator holds this generator
+
     def summary(self) -> dict:
         return {"acceptance_per_step": self.acceptance} if not self.supervised else {}
 
@@ -275,7 +292,11 @@ def prunable(model) -> list[torch.nn.Linear]:
 
 
 class Pruned(CrossEntropy):
-    """Global magnitude pruning of the layers' linear weights, kept pruned while retraining with cross-entropy."""
+    """Global magnitude pruning of the layers' linear weights, kept pruned while retraining with cross-entropy.
+
+    The masks are buffers of the model (`weight_mask`), so checkpoints of the model hold them."""
+
+    checkpointed = ("before",)
 
     def __init__(self, fraction: float, label_smoothing: float = 0.0):
         super().__init__(label_smoothing)

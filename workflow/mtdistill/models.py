@@ -25,8 +25,13 @@ log = logging.getLogger("mtdistill")
 
 
 def device() -> torch.device:
-    """The GPU the job was given (CUDA_VISIBLE_DEVICES), else the CPU."""
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    """The GPU the job was given, else the CPU.
+
+    Slurm lists the job's GPUs in CUDA_VISIBLE_DEVICES, so they count from 0 here; under torchrun
+    each process takes the one at its LOCAL_RANK."""
+    if not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
 
 
 def set_threads(threads: int) -> None:

@@ -7,22 +7,41 @@ right-to-left teacher, backward model) or a GPT-2-style target language model.
 --task lm            a causal LM on the label column alone (rows without it are skipped)
 The training tables need `source` and the --label-column; the dev table `source` and `target`.
 The best dev checkpoint is kept and saved with `save_pretrained`, together with the tokenizer and
-`training.json` (arguments, learning curve, best step, parameter count).
+`training.json` (arguments, learning curve, best step, parameter count, precision, world size).
+
+--precision auto     bf16 autocast on a GPU that supports it (Ampere and newer), else fp32 (the CPU)
+            bf16|fp32  forward passes (training, dev loss, a KD teacher's) in that precision; weights stay fp32
+--accumulate N       N batches per optimizer step, the loss normalised by all their target tokens
+Resuming: every dev evaluation writes <out>.resume/last.pt (--checkpoint-dir); a rerun with the same
+arguments continues from it (model, optimizer, data position, random states, the objective's state)
+and ends with the model an uninterrupted run would have written.
+
+Data-parallel training: run under torchrun, e.g.
+    torchrun --standalone --nproc_per_node 4 -m mtdistill.train ...   (or -m mtdistill.distill)
+Each of the W processes takes one GPU (LOCAL_RANK; NCCL) or runs on the CPU (gloo). All ranks shuffle
+the same batches; an optimizer step takes W x --accumulate consecutive ones, rank r those at r, r + W,
+..., and the gradient is normalised by the target tokens of all of them: W ranks give the update of
+one process with --accumulate W (up to float rounding). Rank 0 alone evaluates, logs, checkpoints and
+saves; the objective's window metrics are averaged over ranks, its summary (SKD acceptance) is rank 0's.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
+import datetime
 import json
 import logging
 import math
+import os
 import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn.functional as F
 import sacrebleu
 from tqdm import tqdm
@@ -96,14 +115,25 @@ class CrossEntropy:
 
     An objective is called per batch with the model, the collated batch, its labels and the row
     indices of the training table; it returns the summed loss and the number of target tokens.
-    `prepare` sees the training table before the first step; `window_metrics` returns averages
-    since its last call, logged with every dev evaluation."""
+    `prepare` sees the unwrapped model and the training table before the first step (and before a
+    checkpoint is loaded); `window_metrics` returns averages since its last call, logged with every
+    dev evaluation. `state_dict` holds what changes while training (the `checkpointed` attributes),
+    saved in resume checkpoints and given back to `load_state_dict` after `prepare`."""
+
+    checkpointed: tuple[str, ...] = ()
 
     def __init__(self, label_smoothing: float = 0.0):
         self.label_smoothing = label_smoothing
 
     def prepare(self, model, tokenizer, table, pairs, device) -> None:
         pass
+
+    def state_dict(self) -> dict:
+        return {name: copy.deepcopy(getattr(self, name)) for name in self.checkpointed}
+
+    def load_state_dict(self, state: dict) -> None:
+        for name in self.checkpointed:
+            setattr(self, name, copy.deepcopy(state[name]))
 
     def __call__(self, model, batch, labels, indices) -> tuple[torch.Tensor, int]:
         return batch_loss(model, batch, labels, self.label_smoothing)
@@ -121,13 +151,28 @@ class CrossEntropy:
         return {}
 
 
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """auto: bf16 where the GPU computes in it (Ampere and newer), else fp32."""
+    bf16_gpu = device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "auto":
+        return "bf16" if bf16_gpu else "fp32"
+    if precision == "bf16" and device.type == "cuda" and not bf16_gpu:
+        raise InputError(f"--precision bf16: {torch.cuda.get_device_name(device)} does not support bfloat16 (use fp32)")
+    return precision
+
+
+def autocast(device: torch.device, precision: str):
+    """Forward passes in bf16 where `precision` says so; the losses are computed in fp32 anyway."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 @torch.no_grad()
-def dev_loss(model, pairs, batches, pad, device, start=None) -> float:
+def dev_loss(model, pairs, batches, pad, device, start=None, precision: str = "fp32") -> float:
     model.eval()
     total, tokens = 0.0, 0
     for indices in batches:
         batch, labels = collate(pairs, indices, pad, device, start)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with autocast(device, precision):
             loss, n = batch_loss(model, batch, labels)
         total, tokens = total + loss.item(), tokens + n
     model.train()
@@ -144,6 +189,56 @@ def save_checkpoint(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
+def init_distributed(device: torch.device) -> tuple[int, int]:
+    """(rank, world size); under torchrun (WORLD_SIZE > 1) joins the process group first."""
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    if world > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)  # NCCL's object collectives use the current device
+        # the other ranks wait while rank 0 evaluates (greedy dev BLEU can take minutes)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=1))
+    return int(os.environ.get("RANK", 0)), world
+
+
+def all_sum(values: list[float], device: torch.device) -> list[float]:
+    """The values summed over all ranks."""
+    if not dist.is_initialized():
+        return values
+    total = torch.tensor(values, dtype=torch.float64, device=device)
+    dist.all_reduce(total)
+    return total.tolist()
+
+
+def all_gather(value) -> list:
+    """Every rank's value, in rank order."""
+    if not dist.is_initialized():
+        return [value]
+    values = [None] * dist.get_world_size()
+    dist.all_gather_object(values, value)
+    return values
+
+
+def from_rank0(value):
+    if not dist.is_initialized():
+        return value
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def rank_state(objective, device: torch.device) -> dict:
+    """What differs between ranks and must survive a restart: random states and the objective's."""
+    return {"torch_rng": torch.get_rng_state(), "objective": objective.state_dict(),
+            "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None}
+
+
+def load_rank_state(state: dict, objective, device: torch.device) -> None:
+    torch.set_rng_state(state["torch_rng"])
+    if state["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(state["cuda_rng"], device)
+    objective.load_state_dict(state["objective"])
+
+
 @torch.no_grad()
 def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
     """Corpus BLEU of greedy translations of the dev set, against all its references."""
@@ -156,9 +251,14 @@ def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
 def train(args, objective=None) -> dict:
     """Train and save a model; `objective` replaces label cross-entropy (knowledge distillation)."""
     objective = objective or CrossEntropy(args.label_smoothing)
-    seed_everything(args.seed)
-    models.set_threads(args.threads)
     device = models.device()
+    rank, world = init_distributed(device)
+    if rank:
+        log.setLevel(logging.WARNING)  # rank 0 reports
+    # ranks draw their own dropout masks; DDP starts every rank from rank 0's weights
+    seed_everything(args.seed + rank)
+    models.set_threads(args.threads)
+    precision = resolve_precision(args.precision, device)
     lm = args.task == "lm"
     if args.init:
         model, tokenizer = models.load(args.init, "--init", causal=lm)
@@ -181,29 +281,38 @@ def train(args, objective=None) -> dict:
     dev = read_table(args.dev)
     dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
     dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
+    group = world * args.accumulate  # batches per optimizer step
+    per_epoch = len(token_batches(pairs, args.batch_tokens, np.random.default_rng(0))) // group
+    if not per_epoch:
+        raise InputError(f"{args.train[0]}: fewer batches of {args.batch_tokens} tokens than the {group} one step takes "
+                         f"({world} rank(s) x --accumulate {args.accumulate}): lower --batch-tokens")
     if args.epochs:  # self-training fine-tunes for a number of passes over the new labels
-        per_epoch = len(token_batches(pairs, args.batch_tokens, np.random.default_rng(0)))
         args.max_steps = max(1, math.ceil(args.epochs * per_epoch))
-        log.info("%g epoch(s) of %d batches: %d steps", args.epochs, per_epoch, args.max_steps)
-    log.info("%d training pairs, %d dev pairs, %d parameters, device %s", len(pairs), len(dev_pairs), models.count_parameters(model), device)
+        log.info("%g epoch(s) of %d steps: %d steps", args.epochs, per_epoch, args.max_steps)
+    log.info("%d training pairs, %d dev pairs, %d parameters, device %s, %s, %d rank(s)",
+             len(pairs), len(dev_pairs), models.count_parameters(model), device, precision, world)
     objective.prepare(model, tokenizer, table, pairs, device)
+    raw = model  # evaluated, checkpointed and saved; `model` trains, wrapped under torchrun
+    if world > 1:
+        model = torch.nn.parallel.DistributedDataParallel(raw, device_ids=[device.index] if device.type == "cuda" else None)
 
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    optimizer = torch.optim.AdamW(raw.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: min((step + 1) / args.warmup, math.sqrt(args.warmup / (step + 1)))
     )
     rng = np.random.default_rng(args.seed)
     fingerprint = {k: v for k, v in vars(args).items() if k not in ("threads", "out", "checkpoint_dir")}
+    fingerprint.update(precision=precision, world_size=world)
     history, best = [], {"criterion": float("inf"), "step": 0, "state": None}
     step, stale, skip = 0, 0, 0
     checkpoint = resume_dir(args) / "last.pt"
     if checkpoint.exists():
         saved = torch.load(checkpoint, weights_only=False)
         if saved["fingerprint"] == fingerprint:
-            model.load_state_dict(saved["model"])
+            raw.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
             schedule.load_state_dict(saved["schedule"])
-            torch.set_rng_state(saved["torch_rng"])
+            load_rank_state(saved["ranks"][rank], objective, device)
             rng.bit_generator.state = saved["epoch_rng"]
             history, best, step, stale, skip = saved["history"], saved["best"], saved["step"], saved["stale"], saved["position"]
             log.info("resumed from %s at step %d", checkpoint, step)
@@ -213,63 +322,86 @@ def train(args, objective=None) -> dict:
     started = time.time()
     window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.time(), 0
     model.train()
-    progress = tqdm(total=args.max_steps, initial=step, desc="train", mininterval=30, unit="step")
+    progress = tqdm(total=args.max_steps, initial=step, desc="train", mininterval=30, unit="step", disable=rank > 0)
     while step < args.max_steps and stale < args.patience:
         epoch_rng = copy.deepcopy(rng.bit_generator.state)  # replaying it rebuilds this epoch's batches
         batches = token_batches(pairs, args.batch_tokens, rng)
-        for position in range(skip, len(batches)):
-            batch, labels = collate(pairs, batches[position], pad, device, start)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-                loss, tokens = objective(model, batch, labels, batches[position])
+        # a last group too small for a step waits for the next epoch's shuffle
+        for position in range(skip, len(batches) - group + 1, group):
+            mine = batches[position + rank:position + group:world]
             optimizer.zero_grad(set_to_none=True)
-            (loss / tokens).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), args.clip_norm)
+            loss_sum, tokens = 0.0, 0
+            for i, indices in enumerate(mine):
+                batch, labels = collate(pairs, indices, pad, device, start)
+                # DDP averages the gradients over ranks once, in the backward pass of the last batch
+                with model.no_sync() if world > 1 and i < len(mine) - 1 else contextlib.nullcontext():
+                    with autocast(device, precision):
+                        loss, n = objective(model, batch, labels, indices)
+                    loss.backward()
+                loss_sum, tokens = loss_sum + loss.item(), tokens + n
+            # the step's target tokens are known only now (SKD generates them): normalise afterwards
+            loss_sum, tokens = all_sum([loss_sum, tokens], device)
+            for p in raw.parameters():
+                if p.grad is not None:
+                    p.grad.mul_(world / max(tokens, 1))  # DDP's average over ranks -> their sum per token
+            torch.nn.utils.clip_grad_norm_(raw.parameters(), args.clip_norm)
             optimizer.step()
             schedule.step()
             step += 1
             window_steps += 1
             progress.update()
-            window_loss, window_tokens = window_loss + loss.item(), window_tokens + tokens
+            window_loss, window_tokens = window_loss + loss_sum, window_tokens + tokens
             if step % args.eval_every == 0 or step == args.max_steps:
-                elapsed = time.time() - window_start
-                history.append({
-                    "step": step, "train_loss": window_loss / window_tokens,
-                    "dev_loss": dev_loss(model, dev_pairs, dev_batches, pad, device, start),
-                    "lr": schedule.get_last_lr()[0], "target_tokens_per_s": window_tokens / elapsed,
-                    "seconds_per_step": elapsed / window_steps, **objective.window_metrics(),
-                })
-                if args.select_by == "bleu":
-                    history[-1]["dev_bleu"] = dev_bleu(model, tokenizer, dev, args.max_len)
-                log.info("step %d %s", step, " ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "step"))
-                # lower is better: dev loss, or minus dev BLEU
-                criterion = -history[-1]["dev_bleu"] if args.select_by == "bleu" else history[-1]["dev_loss"]
-                if criterion < best["criterion"]:
-                    best = {"criterion": criterion, "step": step, "state": copy.deepcopy(model.state_dict())}
-                    stale = 0
-                else:
-                    stale += 1
-                save_checkpoint(checkpoint, {
-                    "fingerprint": fingerprint, "model": model.state_dict(), "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(), "torch_rng": torch.get_rng_state(), "epoch_rng": epoch_rng,
-                    "position": position + 1, "history": history, "best": best, "step": step, "stale": stale,
-                })
+                # the window's metrics first: they reset it, and the state saved is the one after that reset
+                ranks = all_gather({"metrics": objective.window_metrics(), "state": rank_state(objective, device)})
+                if rank == 0:
+                    elapsed = time.time() - window_start
+                    history.append({
+                        "step": step, "train_loss": window_loss / window_tokens,
+                        "dev_loss": dev_loss(raw, dev_pairs, dev_batches, pad, device, start, precision),
+                        "lr": schedule.get_last_lr()[0], "target_tokens_per_s": window_tokens / elapsed,
+                        "seconds_per_step": elapsed / window_steps,
+                        **{k: float(np.mean([r["metrics"][k] for r in ranks])) for k in ranks[0]["metrics"]},
+                    })
+                    if args.select_by == "bleu":
+                        history[-1]["dev_bleu"] = dev_bleu(raw, tokenizer, dev, args.max_len)
+                    log.info("step %d %s", step, " ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "step"))
+                    # lower is better: dev loss, or minus dev BLEU
+                    criterion = -history[-1]["dev_bleu"] if args.select_by == "bleu" else history[-1]["dev_loss"]
+                    if criterion < best["criterion"]:
+                        best = {"criterion": criterion, "step": step, "state": copy.deepcopy(raw.state_dict())}
+                        stale = 0
+                    else:
+                        stale += 1
+                    save_checkpoint(checkpoint, {
+                        "fingerprint": fingerprint, "model": raw.state_dict(), "optimizer": optimizer.state_dict(),
+                        "schedule": schedule.state_dict(), "ranks": [r["state"] for r in ranks], "epoch_rng": epoch_rng,
+                        "position": position + group, "history": history, "best": best, "step": step, "stale": stale,
+                    })
+                stale = from_rank0(stale)  # every rank stops with rank 0
                 window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.time(), 0
             if step >= args.max_steps or stale >= args.patience:
                 break
         skip = 0
     progress.close()
-    model.load_state_dict(best["state"])
-    objective.finish(model)
-    summary = {
-        "arguments": vars(args), "history": history, "best_step": best["step"], "select_by": args.select_by,
-        "best": next(h for h in history if h["step"] == best["step"]), "steps": step, "parameters": models.count_parameters(model),
-        "train_pairs": len(pairs), "seconds": time.time() - started, **objective.summary(),
-    }
-    with atomic_path(args.out) as tmp:
-        models.save(model, tokenizer, tmp)
-        (tmp / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
-        objective.write(tmp)
-    shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    summary = {}
+    if rank == 0:
+        raw.load_state_dict(best["state"])
+        objective.finish(raw)
+        summary = {
+            "arguments": vars(args), "history": history, "best_step": best["step"], "select_by": args.select_by,
+            "best": next(h for h in history if h["step"] == best["step"]), "steps": step,
+            "parameters": models.count_parameters(raw), "train_pairs": len(pairs), "seconds": time.time() - started,
+            "precision": precision, "world_size": world, **objective.summary(),
+        }
+        with atomic_path(args.out) as tmp:
+            models.save(raw, tokenizer, tmp)
+            (tmp / "training.json").write_text(json.dumps(summary, indent=2), encoding="utf-8")
+            objective.write(tmp)
+        shutil.rmtree(checkpoint.parent, ignore_errors=True)
+    if world > 1:
+        dist.barrier()  # the others wait for rank 0's save
+        dist.destroy_process_group()
     return summary
 
 
@@ -288,6 +420,9 @@ def parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=1000)
     p.add_argument("--epochs", type=float, help="passes over the training data; replaces --max-steps")
     p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--accumulate", type=int, default=1, help="batches per optimizer step (per rank under torchrun)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="autocast of the forward passes; auto: bf16 on a GPU that supports it, else fp32")
     p.add_argument("--lr", type=float, default=7e-4)
     p.add_argument("--warmup", type=int, default=200)
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -311,6 +446,8 @@ def check_args(p: argparse.ArgumentParser, args) -> argparse.Namespace:
         p.error("--select-by bleu needs a left-to-right translation model (--direction l2r --task seq2seq)")
     if args.task == "lm" and args.direction != "l2r":
         p.error("--task lm models the labels left to right: drop --direction")
+    if args.accumulate < 1:
+        p.error("--accumulate is a number of batches, at least 1")
     return args
 
 
