@@ -5,7 +5,8 @@ fresh directory). Each job's seconds come from the measured per-job benchmark fi
 of an earlier run, `--measured <run>/results/benchmarks`, scaled by the work the job does:
 
   training (mtdistill.train, .distill)  steps x batch_tokens: the measured job's steps run and
-        batch tokens (its model's training.json) against the planned --max-steps and --batch-tokens.
+        batch tokens (its model's training.json) against the planned --max-steps and --batch-tokens,
+        times --accumulate; per process: torchrun's processes take their batches side by side.
         Early stopping can only shorten a planned job, so training estimates are upper bounds.
         Training for --epochs (self-training fine-tuning) scales by epochs x training sentences.
   jobs of one set or shard (decoding, merging, scoring, labels)  sentences: the set's size
@@ -195,7 +196,7 @@ def planned_work(job: dict, sizes: SetSizes, plan: Plan) -> tuple[str, float]:
         return data_work(job["rule"], job["wildcards"], sizes, shards, plan.compositions)
     if args.epochs:
         return "epochs x sentences", args.epochs * sum(sizes[Path(table).stem] for table in args.train)
-    return "steps x batch_tokens", args.max_steps * args.batch_tokens
+    return "steps x batch_tokens", args.max_steps * args.batch_tokens * args.accumulate
 
 
 def group_of(wildcards: dict) -> str:
@@ -263,7 +264,7 @@ def trained_work(path: Path) -> tuple[str, float]:
         arguments = summary["arguments"]
         if arguments.get("epochs"):
             return "epochs x sentences", arguments["epochs"] * summary["train_pairs"]
-        return "steps x batch_tokens", summary["steps"] * arguments["batch_tokens"]
+        return "steps x batch_tokens", summary["steps"] * arguments["batch_tokens"] * arguments.get("accumulate", 1)
     except KeyError as err:
         raise InputError(f"{path}: no {err} (a training summary written by mtdistill.train)") from None
 
