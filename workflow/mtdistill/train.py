@@ -307,7 +307,8 @@ def train(args, objective=None) -> dict:
     step, stale, skip = 0, 0, 0
     checkpoint = resume_dir(args) / "last.pt"
     if checkpoint.exists():
-        saved = torch.load(checkpoint, weights_only=False)
+        # rank 0 saved from its GPU: onto the CPU, from where each rank copies into its own device
+        saved = torch.load(checkpoint, map_location="cpu", weights_only=False)
         if saved["fingerprint"] == fingerprint:
             raw.load_state_dict(saved["model"])
             optimizer.load_state_dict(saved["optimizer"])
