@@ -32,7 +32,7 @@ demo: install
 	cat results/report.md
 
 test: install
-	$(BIN)/pytest -x tests
+	$(BIN)/pytest -x --durations=12 tests
 
 # Side-by-side measurements (benchmarks/README.md); the memory benchmark uses the demo's models.
 bench: install

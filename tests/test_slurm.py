@@ -14,12 +14,14 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pandas as pd
+import psutil
 import pytest
 import yaml
 from safetensors.torch import load_file
@@ -197,13 +199,19 @@ def running_job(comment: str, timeout: float) -> str:
     raise AssertionError(f"no running Slurm job {comment} after {timeout} s")
 
 
+def training_process(workdir: Path) -> int:
+    for process in psutil.process_iter(["cmdline", "cwd"]):
+        if "mtdistill.train" in (process.info["cmdline"] or []) and process.info["cwd"] == str(workdir):
+            return process.pid
+    raise AssertionError(f"no mtdistill.train process in {workdir}")
+
+
 @pytest.mark.slow
 def test_training_killed_at_its_time_limit_resumes_in_the_retried_job(slurm_cluster, tmp_path):
     """The profile's `retries: 1` resubmits a teacher that hit its Slurm time limit, and the new job
     goes on from the last checkpoint instead of step 0."""
     config = micro_config()
-    # long enough that slurmctld (it checks time limits every 30 s) ends it well before the last step
-    config["teacher"]["train"].update(max_steps=2000, eval_every=50, patience=100)
+    config["teacher"]["train"].update(max_steps=600, eval_every=25, patience=100)
     workdir = new_workdir(tmp_path / "timelimit", config)
     checkpoint = workdir / "results" / "models" / "teacher.resume" / "last.pt"
     teacher = workdir / "results" / "models" / "teacher"
@@ -217,7 +225,10 @@ def test_training_killed_at_its_time_limit_resumes_in_the_retried_job(slurm_clus
         while not checkpoint.exists() and time.time() < deadline:
             time.sleep(0.5)
         assert checkpoint.exists(), "no checkpoint before the time limit"
-        # a time limit shorter than the time already run: slurmctld ends the job as TIMEOUT
+        # Hold the training where it is (slurmctld checks limits only every 30 s or so, and a fast
+        # machine could finish first), then give the job a time limit it has already used up:
+        # slurmctld ends it as TIMEOUT, with SIGCONT and SIGTERM.
+        os.kill(training_process(workdir), signal.SIGSTOP)
         subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=0:01"], check=True)
         output, _ = process.communicate(timeout=SNAKEMAKE_TIMEOUT)
     finally:
@@ -227,8 +238,8 @@ def test_training_killed_at_its_time_limit_resumes_in_the_retried_job(slurm_clus
     attempts = [job for job in slurm_jobs() if Path(job["WorkDir"]) == workdir and job["Comment"] == "rule_train_teacher"]
     assert [job["JobState"] for job in attempts] == ["TIMEOUT", "COMPLETED"]
     resumed = re.search(r"resumed from \S+last\.pt at step (\d+)", (workdir / "logs" / "train_teacher" / "train_teacher.log").read_text())
-    assert resumed and 0 < int(resumed.group(1)) < 2000
+    assert resumed and 0 < int(resumed.group(1)) < 600
     summary = json.loads((teacher / "training.json").read_text())
-    assert summary["steps"] == 2000 and [h["step"] for h in summary["history"]] == list(range(50, 2001, 50))
+    assert summary["steps"] == 600 and [h["step"] for h in summary["history"]] == list(range(25, 601, 25))
     assert not checkpoint.parent.exists()
     print(f"\nteacher job {attempts[0]['JobId']} TIMEOUT, retried as job {attempts[1]['JobId']}, resumed at step {resumed.group(1)}")
