@@ -17,20 +17,24 @@ from tqdm import tqdm
 
 from . import models
 from .files import atomic_path, read_tables, run_main
-from .train import collate, encode, token_batches
+from .train import autocast, collate, encode, resolve_precision, token_batches
 
 
 @torch.no_grad()
-def teacher_topk(teacher_path: str, tables: list[str], label_column: str, k: int, max_len: int, batch_tokens: int) -> dict:
+def teacher_topk(teacher_path: str, tables: list[str], label_column: str, k: int, max_len: int, batch_tokens: int,
+                 precision: str = "auto") -> dict:
     teacher, tokenizer = models.load(teacher_path, "--teacher")
     device = models.device()
     teacher = teacher.to(device).eval()
+    precision = resolve_precision(precision, device)
     table = read_tables(tables).dropna(subset=[label_column])
     pairs = encode(tokenizer, list(table.source), list(table[label_column]), max_len)
     ids, logprobs = [None] * len(pairs), [None] * len(pairs)
     for indices in tqdm(token_batches(pairs, batch_tokens, np.random.default_rng(0)), desc="teacher top-k", mininterval=30):
         batch, labels = collate(pairs, indices, tokenizer.pad_token_id, device)
-        top = torch.log_softmax(teacher(**batch).logits.float(), -1).topk(k, -1)
+        with autocast(device, precision):
+            logits = teacher(**batch).logits
+        top = torch.log_softmax(logits.float(), -1).topk(k, -1)
         for row, index in enumerate(indices):
             length = len(pairs[index][1])
             ids[index] = top.indices[row, :length].to(torch.int32).cpu()
@@ -46,6 +50,8 @@ def parse_args(argv=None):
     p.add_argument("--k", type=int, default=16)
     p.add_argument("--max-len", type=int, default=128)
     p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="the teacher's forward pass: auto is bf16 on a GPU that supports it, else fp32")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     return p.parse_args(argv)
@@ -53,7 +59,7 @@ def parse_args(argv=None):
 
 def run(args) -> None:
     models.set_threads(args.threads)
-    cache = teacher_topk(args.teacher, args.train, args.label_column, args.k, args.max_len, args.batch_tokens)
+    cache = teacher_topk(args.teacher, args.train, args.label_column, args.k, args.max_len, args.batch_tokens, args.precision)
     with atomic_path(args.out) as tmp:
         torch.save(cache, tmp)
 
