@@ -127,13 +127,18 @@ def training_record(outdir: Path) -> dict:
     return {**{k: v for k, v in summary.items() if k not in ("arguments", *TIMINGS)}, "history": history, "best": best}
 
 
-def assert_same_training(a: Path, b: Path) -> None:
-    """Two model directories with the same weights, bit for bit, and the same training record."""
+def assert_same_weights(a: Path, b: Path) -> None:
+    """Two model directories with the same weights, bit for bit."""
     import torch
     from safetensors.torch import load_file
 
     wa, wb = load_file(a / "model.safetensors"), load_file(b / "model.safetensors")
-    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert wa.keys() == wb.keys() and all(torch.equal(wa[k], wb[k]) for k in wa), (a, b)
+
+
+def assert_same_training(a: Path, b: Path) -> None:
+    """Two model directories with the same weights, bit for bit, and the same training record."""
+    assert_same_weights(a, b)
     assert training_record(a) == training_record(b)
 
 
