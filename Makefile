@@ -47,7 +47,9 @@ bench: install
 
 # Quality benchmarks, each a full run with its own report in runs/<name>/results/:
 #   make bench-cpu   about an hour on 2 cores;  make bench-gpu   one GPU (config/bench-gpu.yaml)
-bench-cpu bench-gpu: bench-%: install
+#   make bench-evidence   the evidence benchmark (config/bench-evidence.yaml), 1.5-2 hours on 2 cores;
+#   rerun it after a kill and it continues where it stopped
+bench-cpu bench-gpu bench-evidence: bench-%: install
 	mkdir -p runs/$@
 	cp -r config runs/$@/
 	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$@ --cores $(CORES) --configfile config/$@.yaml

@@ -159,3 +159,159 @@ def test_pruning_zeroes_weights_and_retrains(work, kd_labels, data_dir, teacher_
     zeros = sum(int((w == 0).sum()) for w in linear) / sum(w.numel() for w in linear)
     assert zeros == pytest.approx(0.4, abs=0.01)  # still pruned after retraining, masks folded in
     assert models.nonzero_parameters(model) < summary["nonzero_before"]
+
+
+# --- issue 15: decode.max_len_a/b in SKD generation and evaluation, top-k cache coverage, distill options
+
+
+def generated_tokens(sequence: list[int], eos: int) -> int:
+    """Tokens a decoder produced after its start token, up to and including EOS (decode's convention)."""
+    return sequence.index(eos) + 1 if eos in sequence else len(sequence)
+
+
+@pytest.mark.parametrize("k", [0, 2, -1])
+def test_speculative_generation_stops_at_max_len_a_b(pair, teacher_dir, data_dir, k):
+    """max_len_a 0, max_len_b 3: at most 3 generated tokens, EOS included, as decoding's max_new_tokens."""
+    teacher, student, tokenizer = pair
+    input_ids, attention_mask = sources(data_dir, tokenizer, 6)
+    speculator = kd.speculator(student, teacher, tokenizer, k, 2, (1.0, 1.0), (1.0, 1.0), 128,
+                               torch.Generator().manual_seed(0), max_len_a=0.0, max_len_b=3)
+    sequences, kept, generated = speculator.generate(input_ids, attention_mask)
+    assert all(len(s) <= 3 for s in sequences) and max(map(len, sequences)) == 3  # the limit binds
+    assert generated == sum(map(len, sequences)) and all(generated_tokens(s, tokenizer.eos_token_id) == len(s) for s in sequences)
+    # the default is today's: 1.5 x the source tokens (EOS included) + 10, at most max_len
+    lengths = attention_mask.sum(1).tolist()
+    assert kd.Speculator(student, teacher, tokenizer, 2, 2, max_len=20).limits(attention_mask) == [min(20, int(1.5 * n + 10)) for n in lengths]
+    # SpeculativeKD passes the limit through to the sequences it trains on
+    objective = kd.SpeculativeKD(str(teacher_dir), k, 2, (1.0, 1.0), (1.0, 1.0), max_len_a=0.0, max_len_b=3)
+    objective.prepare(student, tokenizer, None, [], torch.device("cpu"))
+    batch, labels = objective.sequence_batch(student, {"input_ids": input_ids, "attention_mask": attention_mask}, input_ids)
+    assert labels.shape[1] <= 3 and batch["decoder_input_ids"].shape == labels.shape
+
+
+class GenerationSpy:
+    """A CTranslate2 translator that records the token count of each hypothesis it returns."""
+
+    def __init__(self, translator):
+        self.translator, self.lengths = translator, []
+
+    def translate_batch(self, *args, **options):
+        results = self.translator.translate_batch(*args, **{**options, "return_end_token": True})
+        self.lengths += [len(h) for r in results for h in r.hypotheses]  # EOS included when produced
+        for r in results:  # as ct2.translate expects them: without `</s>`
+            r.hypotheses[:] = [h[:-1] if h and h[-1] == "</s>" else h for h in r.hypotheses]
+        return results
+
+
+def test_evaluation_decoding_stops_at_max_len_a_b(teacher_dir, data_dir, tmp_path):
+    """evaluate's decoding (timed_decoding) caps outputs at max_len_a * source + max_len_b tokens on both backends."""
+    from mtdistill import ct2, evaluate
+
+    model, tokenizer = models.load(teacher_dir)
+    texts = list(pd.read_parquet(data_dir / "test.parquet").source[:8])
+    produced = []
+    generate = model.generate
+
+    def spy(*args, **options):
+        out = generate(*args, **options)
+        produced.extend(generated_tokens(seq[1:], tokenizer.eos_token_id) for seq in out.sequences.tolist())
+        return out
+
+    model.generate = spy
+    for beam in (1, 2):
+        produced.clear()
+        short, speed = evaluate.timed_decoding(model, tokenizer, texts, beam, 4, max_len_a=0.0, max_len_b=3)
+        assert max(produced) == 3 and speed["sentences"] == len(texts)
+    unlimited, _ = evaluate.timed_decoding(model, tokenizer, texts, 1, 4)
+    assert max(produced) > 3 and sum(map(len, short)) < sum(map(len, unlimited))  # the default 1.5, 10 is longer
+
+    translator, ct2_tokenizer = ct2.load(ct2.convert(teacher_dir, tmp_path / "ct2"))
+    recorded = GenerationSpy(translator)
+    evaluate.timed_decoding(recorded, ct2_tokenizer, texts, 1, 4, max_len_a=0.0, max_len_b=3)
+    assert max(recorded.lengths) == 3  # CTranslate2's max_decoding_length counts `</s>` too
+
+
+def topk_cache(teacher_dir, labels_file, max_len: int, out) -> dict:
+    assert teacher_topk.main(["--teacher", str(teacher_dir), "--train", str(labels_file), "--k", "4",
+                              "--max-len", str(max_len), "--out", str(out)]) == 0
+    return torch.load(out, weights_only=False)
+
+
+def test_topk_cache_must_cover_every_trained_label_position(pair, teacher_dir, data_dir, work):
+    import re
+
+    _, student, tokenizer = pair
+    labels_file = work / "kd_labels_short.parquet"
+    table = pd.read_parquet(data_dir / "tune.parquet")[:6].assign(label=lambda d: d.target)
+    table.to_parquet(labels_file)
+    pairs = encode(tokenizer, list(table.source), list(table.label), 16)
+    assert max(len(label) for _, label in pairs) > 4  # labels the short cache truncated
+    short = topk_cache(teacher_dir, labels_file, 4, work / "topk4.pt")
+    assert short["max_len"] == 4
+    objective = kd.WordKD(str(teacher_dir), 0.5, 1.0, topk_path=str(work / "topk4.pt"), max_len=16)
+    with pytest.raises(InputError, match=re.escape(str(work / "topk4.pt")) + r": built with max_len 4, but training uses max_len 16"):
+        objective.prepare(student, tokenizer, table, pairs, torch.device("cpu"))
+    # the same max_len on both sides: every position is covered and trains
+    assert topk_cache(teacher_dir, labels_file, 16, work / "topk16.pt")["max_len"] == 16
+    objective = kd.WordKD(str(teacher_dir), 0.5, 1.0, topk_path=str(work / "topk16.pt"), max_len=16)
+    objective.prepare(student, tokenizer, table, pairs, torch.device("cpu"))
+    batch, labels = collate(pairs, list(range(6)), tokenizer.pad_token_id, torch.device("cpu"))
+    loss, tokens = objective(student, batch, labels, list(range(6)))
+    assert tokens == sum(len(label) for _, label in pairs) and torch.isfinite(loss)
+
+
+DISTILL_BASE = ["--train", "t.parquet", "--dev", "d.parquet", "--init", "m", "--teacher", "t", "--out", "o"]
+
+
+@pytest.mark.parametrize("objective,given", [
+    ("skd", ["--alpha", "0.3"]), ("skd", ["--alpha=0.3"]), ("skd", ["--prune", "0.3"]), ("skd", ["--topk", "c.pt"]),
+    ("word_kd", ["--k", "5"]), ("word_kd", ["--gamma", "2"]), ("supervised_kd", ["--k", "5"]),
+    ("supervised_kd", ["--student-top-p", "0.9"]), ("prune", ["--tau", "2"]), ("prune", ["--topk", "c.pt"]),
+])
+def test_distill_refuses_options_its_objective_does_not_use(objective, given, capsys):
+    with pytest.raises(SystemExit) as exit:
+        distill.parse_args([*DISTILL_BASE, "--objective", objective, *given])
+    assert exit.value.code == 2
+    option = given[0].split("=")[0]
+    assert f"{option}: objective {objective} does not use it" in capsys.readouterr().err
+
+
+def test_distill_defaults_come_from_the_objective_registry():
+    from mtdistill import objectives
+
+    skd = distill.parse_args([*DISTILL_BASE, "--objective", "skd"])
+    assert skd.lr == objectives.OBJECTIVE_TRAIN["skd"]["lr"] == 1e-5
+    assert {key: getattr(skd, key) for key in objectives.OBJECTIVE_KEYS["skd"]} == objectives.OBJECTIVE_KEYS["skd"]
+    assert (skd.max_len_a, skd.max_len_b) == (1.5, 10)
+    assert distill.parse_args([*DISTILL_BASE, "--objective", "skd", "--lr", "1e-4"]).lr == 1e-4
+    assert distill.parse_args([*DISTILL_BASE, "--objective", "supervised_kd"]).lr == 1e-5
+    word = distill.parse_args([*DISTILL_BASE, "--objective", "word_kd", "--alpha", "0.3", "--topk", "c.pt"])
+    assert (word.alpha, word.tau, word.topk, word.lr) == (0.3, 1.0, "c.pt", 7e-4)  # train's default lr
+    assert distill.parse_args([*DISTILL_BASE, "--objective", "prune"]).prune == 0.5
+
+
+def test_distill_k_auto_reads_the_chosen_k(tmp_path, capsys):
+    chosen, none = tmp_path / "acceptance.json", tmp_path / "none.json"
+    chosen.write_text(json.dumps({"chosen_k": 3, "choice": "rule"}))
+    none.write_text(json.dumps({"chosen_k": None, "choice": "rule"}))
+    skd = [*DISTILL_BASE, "--objective", "skd"]
+    args = distill.parse_args([*skd, "--k", "auto", "--acceptance", str(chosen)])
+    assert args.k == 3 and args.acceptance == str(chosen)
+    assert distill.parse_args([*skd, "--k", "-1"]).k == -1 and distill.parse_args([*skd, "--k", "0"]).k == 0
+    for argv, message in [([*skd, "--k", "auto", "--acceptance", str(none)], f"{none}: chosen_k is null"),
+                          ([*skd, "--k", "auto", "--acceptance", str(tmp_path / "missing.json")], "missing.json: file not found"),
+                          ([*skd, "--k", "auto"], "--k auto needs --acceptance"),
+                          ([*skd, "--k", "3", "--acceptance", str(chosen)], "--acceptance goes with --k auto"),
+                          ([*skd, "--k", "many"], "neither an integer nor auto")]:
+        with pytest.raises(SystemExit):
+            distill.parse_args(argv)
+        assert message in capsys.readouterr().err
+
+
+def test_skd_with_k_auto_records_the_k_it_trained_with(work, kd_labels, data_dir, teacher_dir, config):
+    acceptance = work / "acceptance_k4.json"
+    acceptance.write_text(json.dumps({"chosen_k": 4, "choice": "rule"}))
+    _, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "skd_auto", "--objective", "skd",
+                             "--teacher", str(teacher_dir), "--k", "auto", "--acceptance", str(acceptance), "--gamma", "3")
+    assert summary["k"] == 4 and summary["gamma"] == 3 and summary["arguments"]["k"] == 4
+    assert summary["arguments"]["acceptance"] == str(acceptance)

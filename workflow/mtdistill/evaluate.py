@@ -1,7 +1,8 @@
 """Evaluate one system on the test set: sacreBLEU BLEU, chrF and TER (multi-reference, with
 signatures) and, given a checkpoint, reference-based COMET (system score and per segment) for
 greedy and beam decoding; parameter count, size on disk; sentences/s and target tokens/s of the
-batched passes and of greedy decoding at batch size 1."""
+batched passes and of greedy decoding at batch size 1. Every decoding caps its output at
+--max-len-a * source tokens + --max-len-b tokens (EOS included), as n-best decoding does."""
 
 from __future__ import annotations
 
@@ -33,9 +34,12 @@ def target_tokens(tokenizer, texts: list[str]) -> int:
     return sum(len(ids) for ids in tokenizer(text_target=texts)["input_ids"]) if texts else 0
 
 
-def timed_decoding(model, tokenizer, sources: list[str], beam: int, batch_size: int) -> tuple[list[str], dict]:
+def timed_decoding(model, tokenizer, sources: list[str], beam: int, batch_size: int, max_len_a: float = 1.5,
+                   max_len_b: int = 10) -> tuple[list[str], dict]:
+    """Best translations and their speed; the length limit is decoding's, on either backend."""
     started = time.perf_counter()
-    hyps = best_translations(model, tokenizer, sources, beam=beam, batch_size=batch_size)
+    hyps = best_translations(model, tokenizer, sources, beam=beam, batch_size=batch_size, max_len_a=max_len_a,
+                             max_len_b=max_len_b)
     seconds = time.perf_counter() - started
     tokens = target_tokens(tokenizer, hyps)
     return hyps, {"beam": beam, "batch_size": batch_size, "sentences": len(hyps), "seconds": seconds,
@@ -70,7 +74,8 @@ def comet_scores(model, test: pd.DataFrame, outputs: dict[str, list[str]], batch
 
 def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_sentences: int = 100,
              comet: str | None = None, comet_encoder: str | None = None, backend: str = "hf",
-             translator: str | None = None, threads: int = 1, compute_type: str = "default") -> dict:
+             translator: str | None = None, threads: int = 1, compute_type: str = "default",
+             max_len_a: float = 1.5, max_len_b: int = 10) -> dict:
     """Quality and speed of `model_path` on the test set; with backend ctranslate2 the decoding runs on
     `translator`, its conversion (parameters and size stay those of the `transformers` model)."""
     if comet:  # before decoding, so a bad checkpoint fails fast
@@ -87,16 +92,16 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
     result = {"model": str(model_path), "parameters": models.count_parameters(model),
               "nonzero_parameters": models.nonzero_parameters(model),
               "size_mb": disk_megabytes(model_path), "test_sentences": len(test), "references": len(refs),
-              "backend": backend}
+              "backend": backend, "max_len_a": max_len_a, "max_len_b": max_len_b}
     outputs = {}
     for decoding, width in (("greedy", 1), ("beam", beam)):
-        hyps, speed = timed_decoding(decoder, tokenizer, sources, width, batch_size)
+        hyps, speed = timed_decoding(decoder, tokenizer, sources, width, batch_size, max_len_a, max_len_b)
         outputs[decoding] = hyps
         result[decoding] = {**speed, **quality(hyps, refs), "hypotheses": hyps}
         log.info("%s: BLEU %.2f chrF %.2f TER %.2f, %.1f sent/s, %.0f target tok/s", decoding, result[decoding]["bleu"],
                  result[decoding]["chrf"], result[decoding]["ter"], speed["sentences_per_s"], speed["target_tokens_per_s"])
     # after the batched passes, so the model is warm; one sentence at a time, as an interactive user
-    _, result["batch1"] = timed_decoding(decoder, tokenizer, sources[:speed_sentences], 1, 1)
+    _, result["batch1"] = timed_decoding(decoder, tokenizer, sources[:speed_sentences], 1, 1, max_len_a, max_len_b)
     log.info("greedy, batch 1: %.1f sent/s, %.0f target tok/s on %d sentences", result["batch1"]["sentences_per_s"],
              result["batch1"]["target_tokens_per_s"], result["batch1"]["sentences"])
     if comet:
@@ -122,6 +127,8 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=models.BACKENDS, default="hf", help="library that decodes")
     p.add_argument("--translator", help="CTranslate2 conversion of --model (with --backend ctranslate2)")
     p.add_argument("--compute-type", default="default", help="CTranslate2 weights type")
+    p.add_argument("--max-len-a", type=float, default=1.5, help="output length limit: a * source tokens + b")
+    p.add_argument("--max-len-b", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="metrics (JSON)")
     return p.parse_args(argv)
@@ -132,7 +139,7 @@ def run(args) -> None:
     result = {"system": args.system, "strategy": args.strategy, "round": args.round, "threads": args.threads}
     result.update(evaluate(args.model, args.test, args.beam, args.batch_size, args.speed_sentences,
                            args.comet or None, args.comet_encoder or None, args.backend, args.translator,
-                           args.threads, args.compute_type))
+                           args.threads, args.compute_type, args.max_len_a, args.max_len_b))
     write_json(result, args.out)
 
 

@@ -48,8 +48,10 @@ def sentence_gains(hypotheses: pd.Series, refs: list[list[str]], metric: str = "
     return np.array([scorer.sentence_score(h, r).score for h, r in zip(hypotheses, refs)])
 
 
-def per_hypothesis_refs(nbest: pd.DataFrame, sentences: pd.DataFrame) -> list[list[str]]:
-    refs = dict(zip(sentences.sent_id, zip(*reference_streams(sentences))))
+def per_hypothesis_refs(nbest: pd.DataFrame, sentences: pd.DataFrame, first_only: bool = False) -> list[list[str]]:
+    """Each hypothesis's references: all streams, or only the target (Seq-Inter's single reference)."""
+    streams = [list(sentences.target)] if first_only else reference_streams(sentences)
+    refs = dict(zip(sentences.sent_id, zip(*streams)))
     return [list(refs[s]) for s in nbest.sent_id]
 
 

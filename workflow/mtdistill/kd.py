@@ -6,7 +6,8 @@
 - SpeculativeKD (Xu et al. 2024): per batch the student drafts `gamma` tokens by sampling; one
   teacher pass scores prefix plus drafts; a draft is kept if and only if it is among the teacher's
   top-K tokens by raw logits (the token actually drafted); the first rejected one is replaced by a
-  teacher sample; until EOS or the length limit. Loss: token-averaged forward KL(teacher || student)
+  teacher sample; until EOS or the length limit (decoding's: max_len_a * source tokens + max_len_b
+  generated tokens, EOS included, never beyond max_len). Loss: token-averaged forward KL(teacher || student)
   on the finished sequences, no gradient through generation. K >= vocabulary size keeps every
   student token (on-policy KD); K = 0 keeps none (teacher-generated sequences); `supervised` applies
   the same KL to the label sequences without sampling (supervised KD).
@@ -63,12 +64,24 @@ def truncated_kl(ids: torch.Tensor, teacher_logprobs: torch.Tensor, student_logi
     return ((log_p.exp() * (log_p - log_q)).sum(-1) * mask).sum()
 
 
+def check_cache_covers(path: str, cache: dict, pairs, max_len: int) -> None:
+    """Every label position trained on needs its cached teacher row: a missing one would be KL towards `</s>`."""
+    short = [i for i, (_, label) in enumerate(pairs) if len(label) > len(cache["ids"][i])]
+    if short:
+        i = short[0]
+        raise InputError(f"{path}: built with max_len {cache.get('max_len', 'unknown (not recorded)')}, but training uses "
+                         f"max_len {max_len}: {len(short)} label(s) are longer than their cached rows (row {i}: "
+                         f"{len(pairs[i][1])} tokens, {len(cache['ids'][i])} cached); rebuild it with "
+                         f"teacher_topk --max-len {max_len}")
+
+
 class WordKD(CrossEntropy):
     checkpointed = ("window",)
 
-    def __init__(self, teacher: str, alpha: float, tau: float, label_smoothing: float = 0.0, topk_path: str | None = None):
+    def __init__(self, teacher: str, alpha: float, tau: float, label_smoothing: float = 0.0, topk_path: str | None = None,
+                 max_len: int = 128):
         super().__init__(label_smoothing)
-        self.teacher_path, self.alpha, self.tau, self.topk_path = teacher, alpha, tau, topk_path
+        self.teacher_path, self.alpha, self.tau, self.topk_path, self.max_len = teacher, alpha, tau, topk_path, max_len
         self.window = {"ce": 0.0, "kd": 0.0, "tokens": 0}
 
     def prepare(self, model, tokenizer, table, pairs, device) -> None:
@@ -76,6 +89,7 @@ class WordKD(CrossEntropy):
             cache = torch.load(self.topk_path, weights_only=False)
             if list(cache["sent_ids"]) != list(table.sent_id):
                 raise InputError(f"{self.topk_path}: its sentences are not the training table's (rebuild it)")
+            check_cache_covers(self.topk_path, cache, pairs, self.max_len)
             check_shared_vocabulary(models.load_tokenizer(cache["teacher"]), tokenizer, cache["teacher"])
             self.topk = cache
         else:
@@ -140,10 +154,17 @@ class Speculator:
     """Speculative sequence generation for a batch of sources; the student's and teacher's encoders run once."""
 
     def __init__(self, student, teacher, tokenizer, k: int, gamma: int, student_sampling=(0.5, 0.5),
-                 teacher_sampling=(0.2, 0.5), max_len: int = 128, generator: torch.Generator | None = None):
+                 teacher_sampling=(0.2, 0.5), max_len: int = 128, generator: torch.Generator | None = None,
+                 max_len_a: float = 1.5, max_len_b: int = 10):
         self.student, self.teacher, self.k, self.gamma = student, teacher, k, gamma
         self.student_sampling, self.teacher_sampling, self.max_len, self.generator = student_sampling, teacher_sampling, max_len, generator
+        self.max_len_a, self.max_len_b = max_len_a, max_len_b
         self.start, self.eos, self.pad = student.config.decoder_start_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id
+
+    def limits(self, attention_mask: torch.Tensor) -> list[int]:
+        """Per sentence, the most tokens it may generate (EOS included, the start token not), as decoding's
+        max_new_tokens: max_len_a * its source tokens (EOS included) + max_len_b, at most max_len, at least 1."""
+        return [max(1, min(self.max_len, int(self.max_len_a * n + self.max_len_b))) for n in attention_mask.sum(1).tolist()]
 
     def next_logits(self, model, encoded, attention_mask, prefixes: list[list[int]], rows: list[int]) -> torch.Tensor:
         """(len(rows), longest, V) decoder logits of the given rows' prefixes, right-padded."""
@@ -163,8 +184,7 @@ class Speculator:
         student_enc = self.student.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         teacher_enc = self.teacher.get_encoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         sequences = [[self.start] for _ in range(len(input_ids))]
-        # as decoding does: at most 1.5 x the source tokens + 10, and never beyond max_len
-        limits = (attention_mask.sum(1) * 1.5 + 10).clamp(max=self.max_len).long().tolist()
+        limits = self.limits(attention_mask)  # a sequence holds the start token plus at most limits[r] tokens
         active = list(range(len(input_ids)))
         kept = generated = 0
         while active:
@@ -200,16 +220,25 @@ class Speculator:
         return [s[1:] for s in sequences], kept, generated
 
 
+def speculator(student, teacher, tokenizer, k: int, gamma: int, student_sampling, teacher_sampling, max_len: int,
+               generator: torch.Generator | None, max_len_a: float, max_len_b: int) -> Speculator:
+    """The Speculator of a K as given (-1: the whole vocabulary, on-policy KD): one place, so that
+    `skd_acceptance` measures what training does."""
+    return Speculator(student, teacher, tokenizer, len(tokenizer) if k < 0 else k, gamma, student_sampling,
+                      teacher_sampling, max_len, generator, max_len_a, max_len_b)
+
+
 class SpeculativeKD(CrossEntropy):
     """Forward KL(teacher || student) on speculative sequences, or on the labels (`supervised`)."""
 
     checkpointed = ("window", "acceptance")
 
     def __init__(self, teacher: str, k: int, gamma: int, student_sampling=(0.5, 0.5), teacher_sampling=(0.2, 0.5),
-                 supervised: bool = False, max_len: int = 128, seed: int = 1):
+                 supervised: bool = False, max_len: int = 128, seed: int = 1, max_len_a: float = 1.5, max_len_b: int = 10):
         super().__init__()
         self.teacher_path, self.k, self.gamma, self.supervised = teacher, k, gamma, supervised
         self.student_sampling, self.teacher_sampling, self.max_len, self.seed = student_sampling, teacher_sampling, max_len, seed
+        self.max_len_a, self.max_len_b = max_len_a, max_len_b
         self.generator = torch.Generator()
         self.window = {"kept": 0, "generated": 0, "kl": 0.0, "tokens": 0}
         self.acceptance: list[float] = []  # per step: the fraction of generated tokens the student drafted
@@ -219,9 +248,8 @@ class SpeculativeKD(CrossEntropy):
         self.tokenizer = tokenizer
         rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
         self.generator.manual_seed(self.seed + rank)  # under torchrun each rank samples its own sequences
-        k = len(tokenizer) if self.k < 0 else self.k  # -1: the whole vocabulary, on-policy KD
-        self.speculator = Speculator(model, self.teacher, tokenizer, k, self.gamma, self.student_sampling,
-                                     self.teacher_sampling, self.max_len, self.generator)
+        self.speculator = speculator(model, self.teacher, tokenizer, self.k, self.gamma, self.student_sampling,
+                                     self.teacher_sampling, self.max_len, self.generator, self.max_len_a, self.max_len_b)
 
     def sequence_batch(self, model, batch, labels):
         """Labels of the speculative sequences, collated like training labels."""
@@ -265,7 +293,11 @@ class SpeculativeKD(CrossEntropy):
         self.generator.set_state(state["generator"])  # in place: the speculator holds this generator
 
     def summary(self) -> dict:
-        return {"acceptance_per_step": self.acceptance} if not self.supervised else {}
+        """The K and gamma trained with (K as given: -1 is the vocabulary) and the acceptance per step."""
+        if self.supervised:
+            return {}
+        return {"k": self.k, "gamma": self.gamma, "max_len_a": self.max_len_a, "max_len_b": self.max_len_b,
+                "acceptance_per_step": self.acceptance}
 
     def write(self, outdir) -> None:
         if self.supervised or not self.acceptance:

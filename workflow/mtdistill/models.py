@@ -189,14 +189,41 @@ def nonzero_parameters(model) -> int:
     return total
 
 
-def copy_matching_weights(student, teacher_dir: str | Path) -> list[str]:
+def spaced_layers(student_layers: int, teacher_layers: int) -> list[int]:
+    """Teacher layers a shallower student copies, maximally spaced and keeping the top one (distil-whisper)."""
+    if student_layers == 1:
+        return [teacher_layers - 1]
+    return [round(i * (teacher_layers - 1) / (student_layers - 1)) for i in range(student_layers)]
+
+
+def copy_matching_weights(student, teacher_dir: str | Path, layers: str = "bottom") -> list[str]:
     """Initialise the student with every teacher tensor of the same name and shape.
 
-    With an equal width this copies the shared embeddings and the bottom encoder and decoder
-    layers (a truncated teacher); it returns the names copied.
+    With an equal width, `bottom` copies the shared embeddings and the bottom encoder and decoder
+    layers (a truncated teacher); `spaced` copies the embeddings and, for each stack, the teacher's
+    maximally spaced layers (student layer i from teacher layer spaced_layers(...)[i]). Returns the
+    student's names copied.
     """
-    teacher = AutoModelForSeq2SeqLM.from_pretrained(str(teacher_dir)).state_dict()
+    teacher_model = AutoModelForSeq2SeqLM.from_pretrained(str(teacher_dir))
+    teacher = teacher_model.state_dict()
+    source = {}  # student tensor name -> teacher tensor name
+    if layers == "spaced":
+        for stack in ("encoder", "decoder"):
+            ours = getattr(student.config, f"{stack}_layers")
+            theirs = getattr(teacher_model.config, f"{stack}_layers")
+            for i, j in enumerate(spaced_layers(ours, theirs) if ours <= theirs else range(ours)):
+                source[f".{stack}.layers.{i}."] = f".{stack}.layers.{j}."
+    elif layers != "bottom":
+        raise ValueError(f"unknown layer choice {layers!r} (bottom or spaced)")
+
+    def teacher_name(name: str) -> str:
+        for ours, theirs in source.items():
+            if ours in name:
+                return name.replace(ours, theirs)
+        return name
+
     own = student.state_dict()
-    copied = [name for name, tensor in own.items() if name in teacher and teacher[name].shape == tensor.shape]
-    student.load_state_dict({name: teacher[name] for name in copied}, strict=False)
-    return copied
+    copied = {name: teacher[teacher_name(name)] for name, tensor in own.items()
+              if teacher_name(name) in teacher and teacher[teacher_name(name)].shape == tensor.shape}
+    student.load_state_dict(copied, strict=False)
+    return list(copied)

@@ -107,19 +107,47 @@ def load_outputs(paths: list[str], test_sentences: int) -> tuple[dict[str, list[
     return hypotheses, comet if len(comet) == len(hypotheses) else None
 
 
-def significance(evaluations: list[str], test: str, baseline: str, round_: int, samples: int, seed: int) -> dict:
+def significance(evaluations: list[str], test: str, pairs: list[tuple[str, str]], round_: int, samples: int,
+                 seed: int) -> dict:
+    """Each (system, baseline) pair tested; `systems` holds the first baseline's group, as the figures read it."""
     references = reference_streams(read_table(test))
     hypotheses, comet = load_outputs(evaluations, len(references[0]))
-    if baseline not in hypotheses:
-        raise InputError(f"baseline {baseline!r}: no evaluation file among {', '.join(evaluations)}")
-    return {"round": round_, **compare(hypotheses, references, baseline, samples, seed, comet)}
+    for system, baseline in pairs:
+        for name in (system, baseline):
+            if name not in hypotheses:
+                raise InputError(f"comparison {system}:{baseline}: no evaluation of {name!r} among {', '.join(evaluations)}")
+    groups = {}
+    for system, baseline in pairs:
+        groups.setdefault(baseline, []).append(system)
+    results = {}
+    for baseline, systems in groups.items():
+        named = {name: hypotheses[name] for name in [baseline, *systems]}
+        scores = {name: comet[name] for name in named} if comet else None
+        results[baseline] = compare(named, references, baseline, samples, seed, scores)
+    comparisons = []
+    for system, baseline in pairs:
+        tested = results[baseline]["systems"]
+        comparisons.append({"system": system, "baseline": baseline, "metrics": {
+            metric: {**result, "baseline_score": tested[baseline][metric]["score"],
+                     "delta": result["score"] - tested[baseline][metric]["score"]}
+            for metric, result in tested[system].items()}})
+    first = results[pairs[0][1]]
+    return {"round": round_, **first, "comparisons": comparisons}
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    system, sep, baseline = text.partition(":")
+    if not (sep and system and baseline):
+        raise argparse.ArgumentTypeError(f"{text!r}: expected SYSTEM:BASELINE")
+    return system, baseline
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files of one round")
     p.add_argument("--test", required=True, help="test table with target and references")
-    p.add_argument("--baseline", required=True, help="system the others are compared with")
+    p.add_argument("--comparisons", nargs="+", type=parse_pair, required=True,
+                   help="SYSTEM:BASELINE pairs to test (systems of this round)")
     p.add_argument("--round", type=int, default=0)
     p.add_argument("--samples", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--seed", type=int, default=1)
@@ -128,10 +156,11 @@ def parse_args(argv=None):
 
 
 def run(args) -> None:
-    result = significance(args.evaluations, args.test, args.baseline, args.round, args.samples, args.seed)
-    for name, metrics in result["systems"].items():
-        log.info("%s: %s", name, ", ".join(f"{m} {r['score']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] p={r['p_value']}"
-                                           for m, r in metrics.items()))
+    result = significance(args.evaluations, args.test, args.comparisons, args.round, args.samples, args.seed)
+    for pair in result["comparisons"]:
+        log.info("%s vs %s: %s", pair["system"], pair["baseline"], ", ".join(
+            f"{m} {r['score']:.2f} [{r['ci'][0]:.2f}, {r['ci'][1]:.2f}] delta {r['delta']:+.2f} p={r['p_value']}"
+            for m, r in pair["metrics"].items()))
     write_json(result, args.out)
 
 

@@ -3,8 +3,9 @@
 Word-level KD then needs no teacher in the training loop: the KL is truncated to these k tokens
 (the teacher renormalised over them). Rows follow the training tables exactly as `train` reads
 them (the same files, in the same order, rows without a label dropped), and the file records their
-sent_ids, which `train` checks. Output: a torch file {teacher, k, sent_ids, ids, logprobs}, one
-(tokens, k) int32 / float16 pair per row.
+sent_ids, which `train` checks. Output: a torch file {teacher, k, max_len, sent_ids, ids, logprobs},
+one (tokens, k) int32 / float16 pair per row; `max_len` is the truncation the rows were encoded
+with, named when a training run with a longer one finds labels its rows do not cover.
 """
 
 from __future__ import annotations
@@ -39,7 +40,8 @@ def teacher_topk(teacher_path: str, tables: list[str], label_column: str, k: int
             length = len(pairs[index][1])
             ids[index] = top.indices[row, :length].to(torch.int32).cpu()
             logprobs[index] = top.values[row, :length].to(torch.float16).cpu()
-    return {"teacher": teacher_path, "k": k, "sent_ids": list(table.sent_id), "ids": ids, "logprobs": logprobs}
+    return {"teacher": teacher_path, "k": k, "max_len": max_len, "sent_ids": list(table.sent_id), "ids": ids,
+            "logprobs": logprobs}
 
 
 def parse_args(argv=None):

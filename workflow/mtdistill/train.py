@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
@@ -266,8 +267,9 @@ def train(args, objective=None) -> dict:
         tokenizer = models.load_tokenizer(args.tokenizer)
         model = (models.build_lm if lm else models.build_model)(json.loads(args.arch), tokenizer).to(device)
         if args.init_from_teacher:
-            copied = models.copy_matching_weights(model, args.init_from_teacher)
-            log.info("copied %d of %d tensors from %s", len(copied), len(model.state_dict()), args.init_from_teacher)
+            copied = models.copy_matching_weights(model, args.init_from_teacher, args.init_layers)
+            log.info("copied %d of %d tensors (%s layers) from %s", len(copied), len(model.state_dict()),
+                     args.init_layers, args.init_from_teacher)
     if not lm:
         models.keep_pad_row_zero(model)
     pad = tokenizer.pad_token_id
@@ -277,6 +279,10 @@ def train(args, objective=None) -> dict:
     if args.label_column not in table.columns:
         raise InputError(f"{args.train[0]}: no column {args.label_column!r} (has {', '.join(table.columns)})")
     table = table.dropna(subset=[args.label_column])
+    if args.mix:  # original bitext beside pseudo-labels (self-training): its references are the labels
+        bitext = read_tables(args.mix)
+        table = pd.concat([table, bitext.rename(columns={"target": args.label_column})[["source", args.label_column]]],
+                          ignore_index=True)
     pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len, args.direction, args.task)
     dev = read_table(args.dev)
     dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
@@ -319,6 +325,17 @@ def train(args, objective=None) -> dict:
             log.info("resumed from %s at step %d", checkpoint, step)
         else:
             log.warning("ignoring %s: written with other arguments", checkpoint)
+
+    def criterion_of(entry: dict) -> float:
+        """Lower is better: dev loss, or minus dev BLEU."""
+        return -entry["dev_bleu"] if args.select_by == "bleu" else entry["dev_loss"]
+
+    if args.eval_at_start and not history and rank == 0:
+        history.append({"step": 0, "dev_loss": dev_loss(raw, dev_pairs, dev_batches, pad, device, start, precision)})
+        if args.select_by == "bleu":
+            history[0]["dev_bleu"] = dev_bleu(raw, tokenizer, dev, args.max_len)
+        best = {"criterion": criterion_of(history[0]), "step": 0, "state": copy.deepcopy(raw.state_dict())}
+        log.info("starting model: %s", " ".join(f"{k} {v:.4g}" for k, v in history[0].items() if k != "step"))
 
     started = time.time()
     window_loss, window_tokens, window_start, window_steps = 0.0, 0, time.time(), 0
@@ -367,8 +384,7 @@ def train(args, objective=None) -> dict:
                     if args.select_by == "bleu":
                         history[-1]["dev_bleu"] = dev_bleu(raw, tokenizer, dev, args.max_len)
                     log.info("step %d %s", step, " ".join(f"{k} {v:.4g}" for k, v in history[-1].items() if k != "step"))
-                    # lower is better: dev loss, or minus dev BLEU
-                    criterion = -history[-1]["dev_bleu"] if args.select_by == "bleu" else history[-1]["dev_loss"]
+                    criterion = criterion_of(history[-1])
                     if criterion < best["criterion"]:
                         best = {"criterion": criterion, "step": step, "state": copy.deepcopy(raw.state_dict())}
                         stale = 0
@@ -392,6 +408,8 @@ def train(args, objective=None) -> dict:
         summary = {
             "arguments": vars(args), "history": history, "best_step": best["step"], "select_by": args.select_by,
             "best": next(h for h in history if h["step"] == best["step"]), "steps": step,
+            # --eval-at-start and nothing better on dev: the starting model is what was saved
+            "kept_start": bool(args.eval_at_start and best["step"] == 0),
             "parameters": models.count_parameters(raw), "train_pairs": len(pairs), "seconds": time.time() - started,
             "precision": precision, "world_size": world, **objective.summary(),
         }
@@ -410,6 +428,7 @@ def parser(description: str = __doc__) -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--train", nargs="+", required=True, help="training table(s), Parquet")
     p.add_argument("--label-column", default="target", help="column holding the training targets")
+    p.add_argument("--mix", nargs="+", help="more training tables whose `target` column is the label (original bitext)")
     p.add_argument("--direction", choices=["l2r", "r2l", "backward"], default="l2r",
                    help="r2l: learn the label tokens reversed; backward: translate labels back into sources")
     p.add_argument("--task", choices=["seq2seq", "lm"], default="seq2seq", help="lm: a causal LM on the labels alone")
@@ -418,6 +437,11 @@ def parser(description: str = __doc__) -> argparse.ArgumentParser:
     p.add_argument("--arch", help="architecture as JSON: d_model, encoder_layers, decoder_layers (an LM: layers), heads, ffn_dim")
     p.add_argument("--init", help="start from this model (directory or Hugging Face id) instead of --arch")
     p.add_argument("--init-from-teacher", help="copy the tensors of this model that match --arch in name and shape")
+    p.add_argument("--init-layers", choices=["bottom", "spaced"], default="bottom",
+                   help="with --init-from-teacher: the teacher's bottom layers, or its maximally spaced ones")
+    p.add_argument("--eval-at-start", action="store_true",
+                   help="evaluate the starting model first: if training never beats it on dev, it is what is saved "
+                        "(self-training keeps the previous round's model)")
     p.add_argument("--max-steps", type=int, default=1000)
     p.add_argument("--epochs", type=float, help="passes over the training data; replaces --max-steps")
     p.add_argument("--batch-tokens", type=int, default=4096)

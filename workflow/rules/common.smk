@@ -2,9 +2,13 @@ import json
 import re
 import shlex
 
-# Students trained with another objective than cross-entropy (word-level KD, SKD, pruning).
+from mtdistill import objectives
+
+# Students trained with another objective than cross-entropy (word-level KD, SKD, pruning), with
+# their recipes expanded; a key the objective does not use is refused here.
 VARIANTS = {
-    variant["name"]: variant for variant in config["student"].get("variants", [])
+    variant["name"]: objectives.check(variant, f"student.variants[{i}]")
+    for i, variant in enumerate(config["student"].get("variants", []))
 }
 VARIANT_NAMES = "|".join(VARIANTS) or "(?!)"
 
@@ -15,7 +19,7 @@ wildcard_constraints:
     round=r"\d+",
     strategy=r"[a-z0-9]+",
     scorer=r"[A-Za-z0-9_]+",
-    system=rf"teacher|[a-z0-9]+-(bitext|mono|both)|{VARIANT_NAMES}",
+    system=rf"teacher|[a-z0-9]+-(bitext|mono|both)(\.seed\d+)?|{VARIANT_NAMES}",
     variant=VARIANT_NAMES,
     labels=r"[a-z0-9]+-(bitext|mono|both)",
     helper=r"r2l|backward|lm",
@@ -42,6 +46,12 @@ NEEDS_REFERENCE = {"ref", "seqinter"}
 # A student learns from the labels of one strategy on bitext, mono or both transfer sets.
 COMPOSITIONS = {"bitext": ["bitext"], "mono": ["mono"], "both": ["bitext", "mono"]}
 STUDENTS = config["student"]["systems"]
+# Students trained again with other seeds (seed spread): <system>.seed<N> beside <system>.
+REPLICAS = [
+    f"{system}.seed{seed}"
+    for system in config["student"]["replicas"]["systems"]
+    for seed in config["student"]["replicas"]["seeds"]
+]
 TEACHER = "results/models/teacher"
 MBR_SCORERS = [name for name, s in SCORERS.items() if s["kind"] == "mbr"]
 # Scorer kinds a seq2seq model computes, with either backend (backend.score).
@@ -206,25 +216,30 @@ def finetune_inputs(wildcards):
         "labels": label_files(previous, config["self_training"]["labels"], TRANSFER),
         "dev": "results/data/dev.parquet",
     }
+    if config["self_training"]["mix_bitext"]:
+        inputs["mix"] = "results/data/train.parquet"
     model = round_model(wildcards.finetuned, previous)
     if built_here(wildcards.finetuned, previous):
         inputs["model"] = model
     return inputs
 
 
-def finetune_options(wildcards):
-    """Start from the previous round's model; one evaluation at the end of the epochs."""
+def finetune_options(wildcards, input):
+    """Start from the previous round's model, optionally beside the original bitext, and keep it
+    when no checkpoint beats it on dev (the R2L model by dev loss: its dev BLEU would be reversed)."""
     previous = int(wildcards.round) - 1
+    settings = config["self_training"]
     train = {
         **config["teacher"]["train"],
-        **config["self_training"]["train"],
-        "epochs": config["self_training"]["epochs"],
-        "select_by": "loss",
-        "eval_every": 10**9,
+        **settings["train"],
+        "epochs": settings["epochs"],
+        "select_by": settings["select_by"] if wildcards.finetuned == "teacher" else "loss",
     }
     direction = "l2r" if wildcards.finetuned == "teacher" else "r2l"
     model = shlex.quote(round_model(wildcards.finetuned, previous))
-    return f"--init {model} --direction {direction} {cli_options(train)}"
+    mix = f"--mix {input.mix}" if hasattr(input, "mix") else ""
+    keep = "--eval-at-start" if settings["keep_better"] else ""
+    return f"--init {model} --direction {direction} {mix} {keep} {cli_options(train)}"
 
 
 def decoder_name(wildcards):
@@ -401,9 +416,11 @@ def label_files(round, strategy, sets):
 
 
 def label_inputs(wildcards):
-    inputs = {"sentences": f"results/data/{wildcards.set}.parquet"}
-    if wildcards.strategy != "ref":
-        inputs["nbest"] = nbest_shards(wildcards.round, wildcards.set)
+    inputs = {
+        "sentences": f"results/data/{wildcards.set}.parquet",
+        # ref too: its diagnostics compare the references with the teacher's top-1
+        "nbest": nbest_shards(wildcards.round, wildcards.set),
+    }
     if wildcards.strategy == "rerank":
         inputs["feature_list"] = selected_features_list(wildcards.round, wildcards.set)
         inputs["weights"] = f"results/round{wildcards.round}/reranker/weights.json"
@@ -420,9 +437,28 @@ def mbr_option(wildcards):
     return f"--mbr-feature {MBR_SCORERS[0]}_{config['reranker']['mbr_utility']}"
 
 
+def label_filter_options():
+    """The degenerate-hypothesis filter every n-best strategy applies, and Seq-Inter's candidates."""
+    filter = config["labels"]["filter"]
+    copies = "--drop-source-copies" if filter["drop_source_copies"] else "--keep-source-copies"
+    values = {k: v for k, v in filter.items() if k != "drop_source_copies"}
+    seqinter = {f"seqinter_{k}": v for k, v in config["labels"]["seqinter"].items()}
+    return f"{cli_options(values)} {copies} {cli_options(seqinter)}"
+
+
+def base_system(system):
+    """`<strategy>-<transfer>` of a student, without its `.seed<N>` replica suffix."""
+    return system.split(".seed")[0]
+
+
+def system_seed(system):
+    """A replica's own seed, else the config's."""
+    return int(system.split(".seed")[1]) if ".seed" in system else config["seed"]
+
+
 def system_labels(round, system):
-    """The label files of a student `<strategy>-<transfer>`."""
-    strategy, transfer = system.split("-")
+    """The label files of a student `<strategy>-<transfer>` (or a replica of it)."""
+    strategy, transfer = base_system(system).split("-")
     return label_files(round, strategy, COMPOSITIONS[transfer])
 
 
@@ -440,31 +476,59 @@ def variant_inputs(wildcards):
     }
     if variant.get("init"):
         inputs["init"] = f"results/round{wildcards.round}/students/{variant['init']}"
-    elif config["student"]["init_from_teacher"]:  # as the cross-entropy students start
+    elif config["student"]["init"] != "none":  # as the cross-entropy students start
         inputs["init_teacher"] = TEACHER
     if variant["objective"] == "word_kd" and variant.get("topk"):
         inputs["topk"] = (
             f"results/round{wildcards.round}/topk/{variant['labels']}.k{variant['topk']}.pt"
         )
+    if variant.get("k") == "auto":
+        inputs["acceptance"] = acceptance_file(wildcards.round, variant["init"])
     return inputs
+
+
+def acceptance_file(round, student):
+    return f"results/round{round}/skd/acceptance.{student}.json"
+
+
+def acceptance_inputs(wildcards):
+    return {
+        "student": f"results/round{wildcards.round}/students/{wildcards.labels}",
+        "teacher": round_model("teacher", wildcards.round),
+        "labels": system_labels(wildcards.round, wildcards.labels),
+    }
+
+
+def length_options():
+    """The output length limit of decoding, for every step that generates."""
+    return f"--max-len-a {config['decode']['max_len_a']} --max-len-b {config['decode']['max_len_b']}"
+
+
+def topk_max_len():
+    """Tokens per label the top-k cache holds: as many as any student trains on."""
+    lengths = [config["student"]["train"]["max_len"]]
+    lengths += [v.get("train", {}).get("max_len", 0) for v in VARIANTS.values()]
+    return max(lengths)
 
 
 def variant_options(wildcards, input):
     """The objective and its hyper-parameters; the variant's `train` overrides student.train."""
     variant = VARIANTS[wildcards.variant]
-    train = {**config["student"]["train"], **variant.get("train", {})}
-    skip = ("name", "labels", "init", "topk", "train")
-    options = {k: v for k, v in variant.items() if k not in skip}
+    train = objectives.train_settings(variant, config["student"]["train"])
+    options = objectives.options(variant)
     if hasattr(input, "init"):
         start = f"--init {input.init}"
     else:  # built like the cross-entropy students
         arch = shlex.quote(as_json(config["student"]["arch"]))
         start = f"--tokenizer {input.teacher} --arch {arch}"
         if hasattr(input, "init_teacher"):
-            start += f" --init-from-teacher {input.init_teacher}"
+            start += f" --init-from-teacher {input.init_teacher} --init-layers {config['student']['init']}"
     topk = f"--topk {input.topk}" if hasattr(input, "topk") else ""
+    acceptance = f"--acceptance {input.acceptance}" if hasattr(input, "acceptance") else ""
+    generation = length_options() if variant["objective"] == "skd" else ""
     return (
-        f"{start} --teacher {input.teacher} {topk} {cli_options({**options, **train})}"
+        f"{start} --teacher {input.teacher} {topk} {acceptance} {generation}"
+        f" {cli_options({**options, **train})}"
     )
 
 
@@ -487,10 +551,14 @@ def train_options(section):
 
 
 def student_init_option(wildcards, input):
-    """Start students from the teacher's matching tensors when configured."""
-    if config["student"]["init_from_teacher"]:
-        return f"--init-from-teacher {input.teacher}"
-    return ""
+    """From scratch, or from the teacher's embeddings and its bottom or spaced layers (student.init)."""
+    if config["student"]["init"] == "none":
+        return ""
+    return f"--init-from-teacher {input.teacher} --init-layers {config['student']['init']}"
+
+
+def student_seed(wildcards):
+    return system_seed(wildcards.system)
 
 
 def student_rounds():
@@ -529,13 +597,15 @@ def system_strategy(wildcards):
         return "-"
     if wildcards.system in VARIANTS:
         return variant_strategy(wildcards.system)
-    return wildcards.system.split("-")[0]
+    return base_system(wildcards.system).split("-")[0]
 
 
 def evaluated_systems():
     """(round, system): the teacher of every round, the students of the rounds they train on."""
     return [(r, "teacher") for r in ROUNDS] + [
-        (r, system) for r in student_rounds() for system in [*STUDENTS, *VARIANTS]
+        (r, system)
+        for r in student_rounds()
+        for system in [*STUDENTS, *REPLICAS, *VARIANTS]
     ]
 
 
@@ -546,6 +616,20 @@ def comet_options(wildcards):
         for key in ("comet", "comet_encoder")
         if config["evaluation"]["comet"] and config["evaluation"][key]
     )
+
+
+def comparisons():
+    """(system, baseline) pairs the paired bootstrap tests: evaluation.comparisons, else every
+    system against the sequence-level KD student."""
+    configured = config["evaluation"]["comparisons"]
+    if configured:
+        return [(pair["system"], pair["baseline"]) for pair in configured]
+    systems = ["teacher", *STUDENTS, *REPLICAS, *VARIANTS]
+    return [(system, kd_baseline()) for system in systems if system != kd_baseline()]
+
+
+def comparison_options():
+    return " ".join(f"{system}:{baseline}" for system, baseline in comparisons())
 
 
 def kd_baseline():
@@ -694,11 +778,27 @@ def check_config():
             raise ValueError(
                 f"config key student.systems[{i}] ({system}): strategy {strategy} needs references, so bitext only"
             )
-    for i, variant in enumerate(config["student"].get("variants", [])):
+    for i, variant in enumerate(VARIANTS.values()):
         for key in ("labels", "init"):
             if variant.get(key) and variant[key] not in STUDENTS:
                 raise ValueError(
                     f"config key student.variants[{i}].{key} ({variant['name']}): {variant[key]} is not in student.systems"
+                )
+        if variant.get("k") == "auto" and not variant.get("init"):
+            raise ValueError(
+                f"config key student.variants[{i}].k ({variant['name']}): auto measures acceptance on the `init` student; set init"
+            )
+    for i, system in enumerate(config["student"]["replicas"]["systems"]):
+        if system not in STUDENTS:
+            raise ValueError(
+                f"config key student.replicas.systems[{i}]: {system} is not in student.systems"
+            )
+    known = {"teacher", *STUDENTS, *REPLICAS, *VARIANTS}
+    for i, pair in enumerate(config["evaluation"]["comparisons"]):
+        for key in ("system", "baseline"):
+            if pair[key] not in known:
+                raise ValueError(
+                    f"config key evaluation.comparisons[{i}].{key}: {pair[key]} is not a system of this run"
                 )
     if (
         "mbr" in student_strategies() | {config["self_training"]["labels"]}

@@ -11,7 +11,7 @@ rule convert_ct2:
     benchmark:
         "results/benchmarks/convert_ct2/{model}.tsv"
     wildcard_constraints:
-        model=r"models/[A-Za-z0-9_]+|round\d+/(models|students)/[A-Za-z0-9_-]+|external/\w+",
+        model=r"models/[A-Za-z0-9_]+|round\d+/(models|students)/[A-Za-z0-9_.-]+|external/\w+",
     # decoding and scoring wait for their models' conversions
     priority: 5
     conda:

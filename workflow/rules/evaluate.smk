@@ -21,11 +21,12 @@ rule evaluate:
         speed_sentences=config["evaluation"]["speed_sentences"],
         comet=comet_options,
         backend=evaluate_backend_option,
+        lengths=length_options(),
     shell:
         "python -m mtdistill.evaluate --model {input.model} --test {input.test}"
         " --system {wildcards.system} --round {wildcards.round} --strategy {params.strategy} --beam {params.beam}"
         " --batch-size {params.batch_size} --speed-sentences {params.speed_sentences} {params.comet}"
-        " {params.backend} --threads {threads} --out {output} > {log} 2>&1"
+        " {params.backend} {params.lengths} --threads {threads} --out {output} > {log} 2>&1"
 
 
 rule compare_systems:
@@ -43,12 +44,12 @@ rule compare_systems:
     resources:
         **job_resources("compare_systems"),
     params:
-        baseline=kd_baseline(),
+        comparisons=comparison_options(),
         samples=config["evaluation"]["bootstrap_samples"],
         seed=config["seed"],
     shell:
         "python -m mtdistill.significance --evaluations {input.evaluations} --test {input.test}"
-        " --baseline {params.baseline} --round {wildcards.round} --samples {params.samples}"
+        " --comparisons {params.comparisons} --round {wildcards.round} --samples {params.samples}"
         " --seed {params.seed} --out {output} > {log} 2>&1"
 
 

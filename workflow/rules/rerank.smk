@@ -34,7 +34,8 @@ rule select_labels:
     input:
         unpack(label_inputs),
     output:
-        "results/round{round}/labels/{strategy}/{set}.parquet",
+        labels="results/round{round}/labels/{strategy}/{set}.parquet",
+        diagnostics="results/round{round}/labels/{strategy}/{set}.json",
     log:
         "logs/select_labels/round{round}/{strategy}.{set}.log",
     benchmark:
@@ -47,6 +48,8 @@ rule select_labels:
     params:
         inputs=input_options,
         mbr=mbr_option,
+        filter=label_filter_options(),
     shell:
         "python -m mtdistill.select_labels --strategy {wildcards.strategy}"
-        " {params.inputs} {params.mbr} --out {output} > {log} 2>&1"
+        " {params.inputs} {params.mbr} {params.filter} --set-name {wildcards.set}"
+        " --diagnostics {output.diagnostics} --out {output.labels} > {log} 2>&1"

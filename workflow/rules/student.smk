@@ -9,9 +9,9 @@ rule train_student:
         "logs/train_student/round{round}/{system}.log",
     benchmark:
         "results/benchmarks/train_student/round{round}/{system}.tsv"
-    # cross-entropy students only: variants have their own rule
+    # cross-entropy students only (and their seed replicas): variants have their own rule
     wildcard_constraints:
-        system=r"[a-z0-9]+-(bitext|mono|both)",
+        system=r"[a-z0-9]+-(bitext|mono|both)(\.seed\d+)?",
     conda:
         "../../envs/mtdistill.yaml"
     threads: job_threads("train_student")
@@ -22,7 +22,7 @@ rule train_student:
         arch=as_json(config["student"]["arch"]),
         options=train_options("student"),
         init=student_init_option,
-        seed=config["seed"],
+        seed=student_seed,
     shell:
         "{params.launcher} -m mtdistill.train --train {input.labels} --label-column label"
         " --dev {input.dev} --tokenizer {input.teacher} --arch {params.arch:q}"
@@ -46,10 +46,39 @@ rule teacher_topk:
     resources:
         **job_resources("teacher_topk"),
     params:
-        max_len=config["student"]["train"]["max_len"],
+        max_len=topk_max_len(),
     shell:
         "python -m mtdistill.teacher_topk --teacher {input.teacher} --train {input.labels}"
         " --k {wildcards.k} --max-len {params.max_len} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+# SKD acceptance against K (Xu et al.'s K ablation): how many of the student's drafts the teacher
+# keeps for each K, from the student a variant starts from; `k: auto` variants take their K here.
+rule skd_acceptance:
+    input:
+        unpack(acceptance_inputs),
+    output:
+        "results/round{round}/skd/acceptance.{labels}.json",
+    log:
+        "logs/skd_acceptance/round{round}/{labels}.log",
+    benchmark:
+        "results/benchmarks/skd_acceptance/round{round}/{labels}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: job_threads("skd_acceptance")
+    resources:
+        **job_resources("skd_acceptance"),
+    params:
+        k_values=config["student"]["acceptance"]["k_values"],
+        sentences=config["student"]["acceptance"]["sentences"],
+        lengths=length_options(),
+        max_len=config["student"]["train"]["max_len"],
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.skd_acceptance --student {input.student} --teacher {input.teacher}"
+        " --labels {input.labels} --k-values {params.k_values} --sentences {params.sentences}"
+        " {params.lengths} --max-len {params.max_len} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 
