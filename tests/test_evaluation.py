@@ -146,7 +146,8 @@ def test_significance_file_format_and_determinism(tmp_path, data_dir, evaluation
     outs = [tmp_path / f"significance{i}.json" for i in range(3)]
     for out, seed in zip(outs, (7, 7, 8)):
         assert significance.main(["--evaluations", *evaluations, "--test", str(data_dir / "test.parquet"),
-                                  "--baseline", "top1-both", "--round", "1", "--samples", "300", "--seed", str(seed),
+                                  "--comparisons", "perfect:top1-both", "wrong:top1-both", "--round", "1",
+                                  "--samples", "300", "--seed", str(seed),
                                   "--out", str(out)]) == 0
     first, again, other = (json.loads(p.read_text()) for p in outs)
     assert first == again
@@ -171,7 +172,8 @@ def test_comet_segments_are_bootstrapped_too(tmp_path, data_dir, test_table):
              "perfect": rng.uniform(0.8, 0.9, len(test_table)).tolist()}
     comet["wrong"] = list(comet["top1-both"])
     paths = write_evaluations(tmp_path, test_table, named, comet)
-    result = significance.significance(paths, str(data_dir / "test.parquet"), "top1-both", 1, 200, 1)
+    result = significance.significance(paths, str(data_dir / "test.parquet"),
+                                       [("perfect", "top1-both"), ("wrong", "top1-both")], 1, 200, 1)
     scores = {name: metrics["comet"] for name, metrics in result["systems"].items()}
     assert scores["perfect"]["p_value"] < 0.05 and scores["wrong"]["p_value"] == 1.0
     assert scores["perfect"]["score"] == pytest.approx(np.mean(comet["perfect"]))
@@ -181,20 +183,36 @@ def test_comet_segments_are_bootstrapped_too(tmp_path, data_dir, test_table):
 
 def test_missing_baseline_or_evaluation_names_it(tmp_path, data_dir, evaluations, capsys):
     test = str(data_dir / "test.parquet")
-    with pytest.raises(InputError, match="baseline 'top1-mono'"):
-        significance.significance(evaluations, test, "top1-mono", 1, 100, 1)
+    with pytest.raises(InputError, match="comparison perfect:top1-mono: no evaluation of 'top1-mono'"):
+        significance.significance(evaluations, test, [("perfect", "top1-mono")], 1, 100, 1)
     missing = str(tmp_path / "rerank-both.json")
     with pytest.raises(InputError, match=f"{missing}: file not found"):
-        significance.significance([*evaluations, missing], test, "top1-both", 1, 100, 1)
+        significance.significance([*evaluations, missing], test, [("perfect", "top1-both")], 1, 100, 1)
     out = tmp_path / "out.json"
-    assert significance.main(["--evaluations", *evaluations[1:], "--test", test, "--baseline", "top1-both",
+    assert significance.main(["--evaluations", *evaluations[1:], "--test", test, "--comparisons", "perfect:top1-both",
                               "--out", str(out)]) == 2
-    assert "baseline 'top1-both'" in capsys.readouterr().err and not out.exists()
+    assert "no evaluation of 'top1-both'" in capsys.readouterr().err and not out.exists()
     short = json.loads(open(evaluations[1]).read())
     short["beam"]["hypotheses"] = short["beam"]["hypotheses"][:-1]
     (tmp_path / "short.json").write_text(json.dumps(short))
     with pytest.raises(InputError, match=r"short.json: \d+ beam hypotheses for a test set of \d+ sentences"):
-        significance.significance([evaluations[0], str(tmp_path / "short.json")], test, "top1-both", 1, 100, 1)
+        significance.significance([evaluations[0], str(tmp_path / "short.json")], test, [("perfect", "top1-both")], 1, 100, 1)
+
+
+def test_named_comparisons_each_against_their_own_baseline(tmp_path, data_dir, evaluations):
+    """Pairs with different baselines: each delta is the system's score minus its own baseline's."""
+    result = significance.significance(evaluations, str(data_dir / "test.parquet"),
+                                       [("perfect", "top1-both"), ("wrong", "perfect"), ("perfect", "wrong")], 1, 200, 1)
+    pairs = {(c["system"], c["baseline"]): c["metrics"] for c in result["comparisons"]}
+    assert list(pairs) == [("perfect", "top1-both"), ("wrong", "perfect"), ("perfect", "wrong")]
+    for (system, baseline), metrics in pairs.items():
+        for metric in ("bleu", "chrf", "ter"):
+            m = metrics[metric]
+            assert m["delta"] == pytest.approx(m["score"] - m["baseline_score"])
+            assert m["p_value"] is not None and m["ci"][0] <= m["score"] <= m["ci"][1]
+    assert pairs["wrong", "perfect"]["bleu"]["delta"] < 0 < pairs["perfect", "wrong"]["bleu"]["delta"]
+    assert pairs["wrong", "perfect"]["bleu"]["p_value"] < 0.05
+    assert result["baseline"] == "top1-both"  # the first pair's group, as the figures read it
 
 
 # --- report and workflow ---------------------------------------------------------------------------
@@ -204,7 +222,8 @@ def test_report_has_ter_speedups_and_significance(tmp_path, data_dir, test_table
     named = {"teacher": systems(test_table)["perfect"], **systems(test_table)}
     paths = write_evaluations(tmp_path, test_table, named)
     sig = tmp_path / "significance.json"
-    assert significance.main(["--evaluations", *paths, "--test", str(data_dir / "test.parquet"), "--baseline", "top1-both",
+    assert significance.main(["--evaluations", *paths, "--test", str(data_dir / "test.parquet"), "--comparisons",
+                              *(f"{name}:top1-both" for name in named if name != "top1-both"),
                               "--round", "1", "--samples", "100", "--out", str(sig)]) == 0
     csv, md = tmp_path / "report.csv", tmp_path / "report.md"
     assert report.main(["--evaluations", *paths, "--significance", str(sig), "--csv", str(csv), "--markdown", str(md)]) == 0
@@ -232,3 +251,35 @@ def test_dag_compares_the_systems_of_every_student_round(tmp_path):
     config["student"]["every_round"] = True
     jobs = dry_run_dag(tmp_path / "every_round", config)
     assert {w["round"] for n, w, _ in jobs if n == "compare_systems"} == {"0", "1"}
+
+
+def test_report_states_each_finding_and_the_seed_spread(tmp_path, data_dir, test_table):
+    named = {"teacher": systems(test_table)["perfect"], **systems(test_table)}
+    named["top1-both.seed2"], named["top1-both.seed3"] = named["perfect"], named["wrong"]
+    paths = write_evaluations(tmp_path, test_table, named)
+    sig = tmp_path / "significance.json"
+    pairs = ["perfect:wrong", "wrong:perfect", "top1-both.seed2:perfect"]
+    assert significance.main(["--evaluations", *paths, "--test", str(data_dir / "test.parquet"), "--comparisons", *pairs,
+                              "--round", "1", "--samples", "100", "--out", str(sig)]) == 0
+    findings = json.dumps([{"system": "perfect", "baseline": "wrong", "finding": "perfect beats wrong"}])
+    md = tmp_path / "report.md"
+    assert report.main(["--evaluations", *paths, "--significance", str(sig), "--csv", str(tmp_path / "r.csv"),
+                        "--markdown", str(md), "--findings", findings, "--note", "A smoke test."]) == 0
+    text = md.read_text()
+    assert text.splitlines()[2] == "A smoke test."
+    rows = {line.split("|")[3].strip() + ":" + line.split("|")[4].strip(): line
+            for line in text.split("## Findings")[1].split("## Seed spread")[0].splitlines() if line.count("|") > 5}
+    assert "perfect beats wrong" in rows["perfect:wrong"] and "| holds " in rows["perfect:wrong"]
+    assert "| reversed " in rows["wrong:perfect"]
+    assert "| not significant " in rows["top1-both.seed2:perfect"]  # the same outputs: no difference
+    spread = text.split("## Seed spread")[1].split("##")[0]
+    bleu = [pd.read_csv(tmp_path / "r.csv").set_index("system").bleu_beam[s] for s in ("top1-both", "top1-both.seed2",
+                                                                                       "top1-both.seed3")]
+    assert f"| top1-both " in spread and f"{np.mean(bleu):.2f}" in spread and f"{np.std(bleu, ddof=1):.2f}" in spread
+
+
+def test_verdicts_need_the_claimed_sign_and_p_below_005():
+    assert report.verdict(+1.0, 0.01) == "holds"
+    assert report.verdict(+1.0, 0.2) == "not significant" and report.verdict(+1.0, None) == "not significant"
+    assert report.verdict(-1.0, 0.01) == "reversed"
+    assert report.verdict(-1.0, 0.01, lower_is_better=True) == "holds"

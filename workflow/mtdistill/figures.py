@@ -1,5 +1,5 @@
 """Figures of the report: test BLEU with confidence intervals, the teacher-student gap, reranker weights,
-the oracle / top-1 / reranked gap, training curves and the speculative KD acceptance rate.
+the oracle / top-1 / reranked gap, training curves, the speculative KD acceptance rate and label diagnostics.
 
 Each --out file is one PNG; its name says which figure (see FIGURES), e.g. results/figures/bleu_ci.png.
 Every drawing function returns the values it plots as a table.
@@ -327,6 +327,51 @@ def skd_acceptance(trainings: list[tuple[str, str, dict]], out) -> pd.DataFrame:
     return table
 
 
+# (g) label diagnostics per strategy and transfer set
+LABEL_RATES = {"differs_from_top1": "differs from top-1", "source_copy_rate": "copy of the source",
+               "repeated_ngram_rate": "repeated n-gram", "empty_rate": "empty", "dropped": "sentences dropped by filter",
+               "hypotheses_dropped": "hypotheses dropped by filter"}
+
+
+def label_diagnostics(labels: list[dict], out) -> pd.DataFrame:
+    """Per strategy and transfer set, the shares of labels that differ from the teacher's top-1, copy the
+    source, repeat an n-gram or are empty, what the degenerate-hypothesis filter dropped, and the mean
+    label/source length ratio."""
+    rows = []
+    for diag in labels:
+        filtered = diag.get("filter") or {}
+        rows.append({
+            "labels": f"{diag['strategy']}-{diag['set']}" + (f" (round {diag['round']})" if "round" in diag else ""),
+            **{key: diag.get(key) for key in ("differs_from_top1", "source_copy_rate", "repeated_ngram_rate", "empty_rate")},
+            "dropped": filtered.get("sentences_dropped", 0) / max(filtered.get("sentences", 0), 1) if filtered else np.nan,
+            "hypotheses_dropped": filtered.get("hypotheses_dropped", 0) / max(filtered.get("hypotheses", 0), 1)
+            if filtered else np.nan,
+            "length_ratio": diag.get("length_ratio"),
+        })
+    if not rows:
+        raise InputError("--labels: no label diagnostics")
+    table = pd.DataFrame(rows).astype({key: float for key in [*LABEL_RATES, "length_ratio"]})
+
+    figure, axes = new_figure(1, 2, (11, 0.45 * len(table) + 2), gridspec_kw={"width_ratios": [3, 1]})
+    rates, ratios = axes[0]
+    y = np.arange(len(table))
+    height = 0.8 / len(LABEL_RATES)
+    for i, (key, name) in enumerate(LABEL_RATES.items()):
+        rates.barh(y + (i - len(LABEL_RATES) / 2 + 0.5) * height, table[key].fillna(0), height, label=name,
+                   color=colour(i))
+    rates.set(yticks=y, yticklabels=table["labels"], xlabel="share", xlim=(0, 1))
+    rates.invert_yaxis()
+    rates.grid(axis="x", alpha=0.3)
+    ratios.barh(y, table.length_ratio.fillna(0), color="grey")
+    ratios.axvline(1, color="black", lw=0.8)
+    ratios.set(yticks=y, yticklabels=[], xlabel="label / source words")
+    ratios.invert_yaxis()
+    legend_below(figure, rates, columns=3)
+    figure.suptitle(FIGURES["label_diagnostics"].title, fontsize=11)
+    save(figure, out)
+    return table
+
+
 class Drawing(NamedTuple):
     title: str
     draw: Callable
@@ -340,6 +385,7 @@ FIGURES = {
     "reranker_gap": Drawing("Oracle, top-1 and reranked picks on tune and dev", reranker_gap, ("diagnostics",)),
     "training_curves": Drawing("Training curves: dev loss and dev BLEU per step", training_curves, ("trainings",)),
     "skd_acceptance": Drawing("Speculative KD acceptance rate per step", skd_acceptance, ("trainings",)),
+    "label_diagnostics": Drawing("Labels per strategy and transfer set", label_diagnostics, ("labels",)),
 }
 
 
@@ -366,6 +412,12 @@ def load_diagnostics(path) -> dict:
     return diag
 
 
+def load_labels(path) -> dict:
+    found = re.search(r"round(\d+)", str(path))
+    diag = require(read_json(path), ("strategy", "set"), path)
+    return {**({"round": int(found.group(1))} if found else {}), **diag}
+
+
 def load_trainings(model_dirs) -> list[tuple[str, str, dict]]:
     """(group, label, training.json) of every model directory that has one (an imported teacher has none)."""
     found = []
@@ -386,6 +438,7 @@ def parse_args(argv=None):
     p.add_argument("--significance", nargs="*", default=[], help="paired-bootstrap JSON, one per round compared")
     p.add_argument("--diagnostics", nargs="*", default=[], help="reranker diagnostics JSON, one per round in order")
     p.add_argument("--models", nargs="*", default=[], help="model directories whose training.json to plot")
+    p.add_argument("--labels", nargs="*", default=[], help="label diagnostics JSON (mtdistill.select_labels)")
     p.add_argument("--out", nargs="+", required=True, help=f"PNG files named <figure>.png: {', '.join(FIGURES)}")
     args = p.parse_args(argv)
     unknown = [out for out in args.out if Path(out).stem not in FIGURES or Path(out).suffix != ".png"]
@@ -403,6 +456,7 @@ def run(args) -> dict[str, pd.DataFrame]:
         "significance": [load_significance(p) for p in args.significance],
         "diagnostics": [load_diagnostics(p) for p in args.diagnostics],
         "trainings": load_trainings(args.models),
+        "labels": [load_labels(p) for p in args.labels],
     }
     plotted = {}
     for out in args.out:

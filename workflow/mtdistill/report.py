@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +13,18 @@ import pandas as pd
 
 from .figures import FIGURES
 from .files import atomic_path, read_json, run_main
+
+
+def initialisation(system: str, training: dict) -> str:
+    """How a model started: from scratch, from the teacher's bottom or spaced layers, or from a student."""
+    arguments = training.get("arguments", {})
+    if not arguments:
+        return "-"
+    if arguments.get("init"):
+        return "from " + Path(arguments["init"]).name
+    if arguments.get("init_from_teacher"):
+        return f"teacher {arguments.get('init_layers', 'bottom')} layers"
+    return "scratch"
 
 
 def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.DataFrame:
@@ -21,6 +35,7 @@ def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.Da
         greedy, beam, batch1 = ev["greedy"], ev["beam"], ev.get("batch1", {})
         rows.append({
             "system": ev["system"], "round": ev.get("round", 0), "strategy": ev["strategy"],
+            "init": initialisation(ev["system"], training), "seed": training.get("arguments", {}).get("seed"),
             "parameters": ev["parameters"], "nonzero": ev.get("nonzero_parameters", ev["parameters"]),
             "train_pairs": training.get("train_pairs"),
             "bleu_greedy": greedy["bleu"], "bleu_beam": beam["bleu"],
@@ -70,6 +85,91 @@ def significance_section(results: list[dict]) -> list[str]:
                   pd.DataFrame(rows, columns=columns).to_markdown(index=False), ""]
     lines += [r"\* p < 0.05. Signatures:", "", *[f"- {label}: `{first['signatures'][m]}`" for m, label in metrics], ""]
     return lines
+
+
+def verdict(delta: float, p_value: float | None, lower_is_better: bool = False) -> str:
+    """'holds' only for a gain of the claimed sign at p < 0.05; the other outcomes said as plainly."""
+    if p_value is None or p_value >= 0.05:
+        return "not significant"
+    better = delta < 0 if lower_is_better else delta > 0
+    return "holds" if better else "reversed"
+
+
+def findings_section(results: list[dict], findings: dict[tuple, str]) -> list[str]:
+    """Each named comparison: both scores, the difference, the system's 95% CI and p, and the verdict."""
+    rows = []
+    for result in results:
+        for pair in result.get("comparisons", []):
+            bleu, chrf = pair["metrics"]["bleu"], pair["metrics"]["chrf"]
+            rows.append({
+                "finding": findings.get((pair["system"], pair["baseline"]), ""), "round": result["round"],
+                "system": pair["system"], "baseline": pair["baseline"],
+                "BLEU": f"{bleu['score']:.2f} vs {bleu['baseline_score']:.2f}", "ΔBLEU": f"{bleu['delta']:+.2f}",
+                "BLEU 95% CI": f"[{bleu['ci'][0]:.2f}, {bleu['ci'][1]:.2f}]", "p (BLEU)": f"{bleu['p_value']:.4f}",
+                "verdict (BLEU)": verdict(bleu["delta"], bleu["p_value"]),
+                "ΔchrF": f"{chrf['delta']:+.2f}", "p (chrF)": f"{chrf['p_value']:.4f}",
+                "verdict (chrF)": verdict(chrf["delta"], chrf["p_value"]),
+            })
+    if not rows:
+        return []
+    return ["## Findings (paired bootstrap of each system against its baseline)", "",
+            "Beam outputs on the test set. A finding \"holds\" only when the system beats its baseline at p < 0.05, "
+            "is \"reversed\" when the baseline is significantly better, and is \"not significant\" otherwise. "
+            "The CI is the system's 95% bootstrap interval.", "",
+            pd.DataFrame(rows).to_markdown(index=False), ""]
+
+
+def seed_section(table: pd.DataFrame) -> list[str]:
+    """Students trained with several seeds (<system>.seed<N> replicas): mean and standard deviation."""
+    replicated = table[table.system.str.contains(r"\.seed\d+$", regex=True)]
+    if replicated.empty:
+        return []
+    rows = []
+    for base in dict.fromkeys(replicated.system.str.replace(r"\.seed\d+$", "", regex=True)):
+        runs = table[(table.system == base) | table.system.str.fullmatch(rf"{re.escape(base)}\.seed\d+")]
+        row = {"system": base, "seeds": ", ".join(str(s) for s in runs.seed), "runs": len(runs)}
+        for column, label in (("bleu_beam", "BLEU"), ("chrf_beam", "chrF")):
+            row[f"{label} mean"], row[f"{label} sd"] = runs[column].mean(), runs[column].std(ddof=1)
+            row[f"{label} min"], row[f"{label} max"] = runs[column].min(), runs[column].max()
+        rows.append(row)
+    return ["## Seed spread", "",
+            "Beam BLEU and chrF of the students trained with several seeds (sample standard deviation), beside "
+            "the bootstrap above, which resamples the test set of one seed's student:", "",
+            pd.DataFrame(rows).to_markdown(index=False, floatfmt=".2f"), ""]
+
+
+def acceptance_section(sweeps: list[dict]) -> list[str]:
+    """SKD acceptance against K: the share of the student's drafted tokens the teacher keeps."""
+    lines = []
+    for sweep in sweeps:
+        rows = pd.DataFrame(sweep["sweep"])
+        lines += [f"SKD acceptance against K, student {sweep.get('student', '')} drafting on "
+                  f"{sweep.get('sentences', '')} transfer sentences (gamma {sweep.get('gamma', '')}):", "",
+                  rows.to_markdown(index=False, floatfmt=".3f"), "",
+                  f"Chosen K: {sweep.get('chosen_k')} ({sweep.get('choice', '')}).", ""]
+    return ["## Speculative KD: acceptance against K", "", *lines] if lines else []
+
+
+def label_table(label_diagnostics: list[dict]) -> pd.DataFrame:
+    rows = []
+    for diag in label_diagnostics:
+        flat = pd.json_normalize(diag, sep=" ").iloc[0].to_dict()
+        rows.append(flat)
+    table = pd.DataFrame(rows)
+    # thresholds are the config's; the dropped ids are for a closer look in the JSON
+    table = table[[c for c in table.columns if not c.startswith(("filter thresholds", "filter dropped_sent_ids"))]]
+    first = [c for c in ("round", "strategy", "set") if c in table]
+    return table[first + [c for c in table.columns if c not in first]]
+
+
+def labels_section(label_diagnostics: list[dict]) -> list[str]:
+    if not label_diagnostics:
+        return []
+    return ["## Labels", "",
+            "Per strategy and transfer set: how the labels differ from the teacher's top-1, their length against the "
+            "source, copies, empty and repetitive labels, and what the degenerate-hypothesis filter dropped before "
+            "the strategy picked (the same filter for every strategy; `ref` labels are the references, unfiltered):", "",
+            label_table(label_diagnostics).to_markdown(index=False, floatfmt=".3f"), ""]
 
 
 def scorer_costs(costs: list[dict]) -> pd.DataFrame:
@@ -179,13 +279,28 @@ def objectives_section(table: pd.DataFrame, trainings: dict[tuple, dict]) -> lis
             costs.to_markdown(index=False, floatfmt=".3f"), "", *notes, ""]
 
 
-def rounds_table(table: pd.DataFrame, diagnostics: list[dict]) -> pd.DataFrame:
-    """Per self-training round: the teacher's test BLEU and the reranker's tune/dev BLEU."""
+def fine_tuning(training: dict) -> str:
+    """What a self-training round did to the teacher: kept its predecessor, or which step won on dev."""
+    if not training or "arguments" not in training or not training["arguments"].get("init"):
+        return "-"
+    metric = "dev_bleu" if training.get("select_by") == "bleu" else "dev_loss"
+    start = next((h for h in training["history"] if h["step"] == 0), None)
+    best = training.get("best", {})
+    if training.get("kept_start"):
+        return f"kept the previous round's teacher: no checkpoint beat its {metric} {start[metric]:.2f}"
+    before = f" (previous {start[metric]:.2f})" if start else ""
+    return f"fine-tuned: step {training.get('best_step')} {metric} {best.get(metric, float('nan')):.2f}{before}"
+
+
+def rounds_table(table: pd.DataFrame, diagnostics: list[dict], trainings: dict | None = None) -> pd.DataFrame:
+    """Per self-training round: the teacher's test and dev BLEU (beam top-1), the reranker's tune/dev BLEU."""
     rows = []
     for round_, diag in enumerate(diagnostics):
         by_system = {row["system"]: row for row in diag["rows"]}
         teacher = table[(table.system == "teacher") & (table["round"] == round_)]
         rows.append({"round": round_, "teacher test BLEU (beam)": teacher.bleu_beam.iloc[0] if len(teacher) else None,
+                     "teacher dev BLEU (beam)": by_system["top1"]["dev"]["bleu"],
+                     "teacher": fine_tuning((trainings or {}).get(("teacher", round_), {})) if round_ else "trained",
                      **{f"{split} {name}": by_system[system][split]["bleu"] for split in ("tune", "dev")
                         for name, system in (("top-1", "top1"), ("reranked", diag["labeller"]), ("oracle", "oracle"))},
                      "selected scorers": ", ".join(diag["selection"]["selected"])})
@@ -193,11 +308,12 @@ def rounds_table(table: pd.DataFrame, diagnostics: list[dict]) -> pd.DataFrame:
 
 
 def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dict] = (), costs: list[dict] = (),
-             trainings: dict | None = None, significance: list[dict] = ()) -> str:
+             trainings: dict | None = None, significance: list[dict] = (), note: str = "",
+             findings: dict | None = None, sweeps: list[dict] = (), label_diagnostics: list[dict] = ()) -> str:
     trainings = trainings or {}
     ev = evaluations[0]
     lines = [
-        "# mtdistill report", "",
+        "# mtdistill report", "", *([note, ""] if note else []),
         f"Test set: {ev['test_sentences']} sentences, {ev['references']} reference(s). "
         f"Greedy and beam {ev['beam']['beam']} decoding, batch size {ev['beam']['batch_size']}, {ev['threads']} thread(s). "
         "Students are named <label strategy>-<transfer sources>; `round` is the self-training round of their labels.", "",
@@ -213,10 +329,15 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dic
                   "sentences); `speedup_*` divides a system's greedy sentences/s by its round's teacher's.", ""]
     if "comet_checkpoint" in ev:
         lines += [f"COMET (`comet_*`): system-level score (segment mean) of `{ev['comet_checkpoint']}`.", ""]
+    lines += findings_section(significance, findings or {})
+    lines += seed_section(table)
     lines += significance_section(significance)
     lines += objectives_section(table, trainings)
+    lines += acceptance_section(sweeps)
+    lines += labels_section(label_diagnostics)
     if diagnostics:
-        lines += ["## Self-training rounds", "", rounds_table(table, diagnostics).to_markdown(index=False, floatfmt=".2f"), "",
+        lines += ["## Self-training rounds", "",
+                  rounds_table(table, diagnostics, trainings).to_markdown(index=False, floatfmt=".2f"), "",
                   "## Reranker (corpus BLEU and chrF of each pick on tune and dev)", ""]
         for round_, diag in enumerate(diagnostics):
             lines += reranker_section(diag, round_)
@@ -240,6 +361,12 @@ def figures_section(figures: list[str], markdown_path: str) -> str:
     return "\n".join(lines)
 
 
+def with_round(path: str) -> dict:
+    """A label diagnostics file with the round its path names (results/round<N>/labels/...)."""
+    found = re.search(r"round(\d+)", str(path))
+    return {**({"round": int(found.group(1))} if found else {}), **read_json(path)}
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files")
@@ -248,6 +375,10 @@ def parse_args(argv=None):
     p.add_argument("--costs", nargs="*", default=[], help="scorer cost records (JSON lists, one per round)")
     p.add_argument("--significance", nargs="*", default=[], help="paired bootstrap results (JSON), one per round")
     p.add_argument("--figures", nargs="*", default=[], help="figure PNGs (mtdistill.figures) to link from report.md")
+    p.add_argument("--acceptance", nargs="*", default=[], help="SKD acceptance sweeps (mtdistill.skd_acceptance JSON)")
+    p.add_argument("--labels", nargs="*", default=[], help="label diagnostics JSON (mtdistill.select_labels)")
+    p.add_argument("--findings", default="[]", help="JSON list of {system, baseline, finding}: the comparisons' names")
+    p.add_argument("--note", default="", help="a line under the title: what this run is for")
     p.add_argument("--csv", required=True)
     p.add_argument("--markdown", required=True)
     return p.parse_args(argv)
@@ -266,7 +397,9 @@ def run(args) -> None:
         costs = [record for p in args.costs for record in read_json(p)]
         diagnostics = [read_json(p) for p in args.diagnostics]
         significance = [read_json(p) for p in args.significance]
-        text = markdown(table, evaluations, diagnostics, costs, trainings, significance)
+        findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
+        text = markdown(table, evaluations, diagnostics, costs, trainings, significance, args.note, findings,
+                        [read_json(p) for p in args.acceptance], [with_round(p) for p in args.labels])
         tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 

@@ -81,6 +81,8 @@ def label(strategy: str, sentences: pd.DataFrame, nbest_paths=(), feature_paths=
     log.info("%s: %d of %d candidate hypotheses degenerate %s; %d of %d sentences left without a label",
              strategy, counts["hypotheses_dropped"], counts["hypotheses"], counts["dropped_by_reason"],
              counts["sentences_dropped"], counts["sentences"])
+    if counts["sentences_dropped"] == counts["sentences"]:
+        log.warning("%s: every hypothesis is degenerate, no labels (relax the filter: labels.filter)", strategy)
     return _labelled(strategy, sentences, chosen), table, counts
 
 

@@ -674,7 +674,32 @@ def report_inputs(wildcards):
         "costs": [f"results/round{r}/features/costs.json" for r in ROUNDS],
         "significance": significance_files(),
         "figures": figure_files(),
+        "acceptance": acceptance_files(),
+        "labels": label_diagnostics_files(),
     }
+
+
+def acceptance_files():
+    """The SKD acceptance sweeps of the rounds that train students (variants with `k: auto`)."""
+    students = {v["init"] for v in VARIANTS.values() if v.get("k") == "auto"}
+    return [acceptance_file(r, s) for r in student_rounds() for s in sorted(students)]
+
+
+def label_diagnostics_files():
+    """Diagnostics of every label file a student of `systems` learns from."""
+    files = [
+        path.replace(".parquet", ".json")
+        for r in student_rounds()
+        for system in STUDENTS
+        for path in system_labels(r, system)
+    ]
+    return list(dict.fromkeys(files))
+
+
+def report_options():
+    """The report's note line and the names of its findings."""
+    findings = as_json(config["evaluation"]["comparisons"])
+    return f"--note {shlex.quote(config['evaluation']['note'])} --findings {shlex.quote(findings)}"
 
 
 def figure_names():
@@ -685,6 +710,7 @@ def figure_names():
         "reranker_weights",
         "reranker_gap",
         "training_curves",
+        "label_diagnostics",
     ]
     if any(variant["objective"] == "skd" for variant in VARIANTS.values()):
         names.append("skd_acceptance")
@@ -726,6 +752,7 @@ def figure_inputs(wildcards):
         "significance": significance_files(),
         "diagnostics": diagnostics_files(),
         "models": trained_models(),
+        "labels": label_diagnostics_files(),
     }
 
 

@@ -89,6 +89,7 @@ rule report:
         "../../envs/mtdistill.yaml"
     params:
         inputs=input_options,
+        options=report_options(),
     shell:
-        "python -m mtdistill.report {params.inputs}"
+        "python -m mtdistill.report {params.inputs} {params.options}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
