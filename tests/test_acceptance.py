@@ -49,22 +49,22 @@ def test_acceptance_against_k_chooses_the_k_distill_trains_with(untrained_studen
                                     "--seed", "5", "--out", str(out)]) == 0
     first, second = (json.loads(out.read_text()) for out in outs)
     for result in (first, second):
-        for row in result["results"]:
+        for row in result["sweep"]:
             assert row["seconds"] > 0 and row["tokens_per_s"] > 0
             for key in TIMINGS:
                 del row[key]
     assert first == second  # deterministic given --seed, timings aside
     assert {"student", "teacher", "labels", "sentences", "seed", "gamma", "max_len_a", "max_len_b", "max_len",
-            "student_sampling", "teacher_sampling", "results", "chosen_k", "choice"} <= set(first)
+            "student_sampling", "teacher_sampling", "sweep", "chosen_k", "choice"} <= set(first)
     assert first["sentences"] == 8 and "0.55" in first["choice"] and "0.3 <= acceptance <= 0.8" in first["choice"]
-    by_k = {row["k"]: row for row in first["results"]}
+    by_k = {row["k"]: row for row in first["sweep"]}
     assert list(by_k) == [0, 300, -1] and by_k[-1]["k_tokens"] == len(models.load_tokenizer(untrained_student))
     for row in by_k.values():
         assert row["acceptance"] == row["student_tokens_kept"] / row["tokens_generated"]
         assert row["tokens_generated"] <= 8 * 12  # the length limit, 12 tokens a sentence
     assert by_k[0]["acceptance"] == 0 and by_k[-1]["acceptance"] == 1  # the two limits: teacher-generated, on-policy
     assert 0.3 <= by_k[300]["acceptance"] <= 0.8  # about half of a 600-token vocabulary
-    assert first["chosen_k"] == 300 == skd_acceptance.choose_k(first["results"])
+    assert first["chosen_k"] == 300 == skd_acceptance.choose_k(first["sweep"])
     args = distill.parse_args(["--train", "t.parquet", "--dev", "d.parquet", "--init", str(untrained_student),
                                "--teacher", str(teacher_dir), "--out", "o", "--objective", "skd", "--k", "auto",
                                "--acceptance", str(outs[0])])

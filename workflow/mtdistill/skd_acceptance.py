@@ -4,7 +4,7 @@ SKD (Xu et al. 2024) interpolates between on-policy KD (every student draft kept
 teacher-generated sequences (none kept); which K puts a student in between depends on the student
 and teacher. For each --k-values K this runs the generation SKD trains on (`kd.Speculator`, built by
 `kd.speculator` as `SpeculativeKD` builds it, its sampling defaults the registry's) with the student
-in eval mode over a seeded sample of the training sources, and reports
+in eval mode over a seeded sample of the training sources, and reports (`sweep`, one row per K)
 
     acceptance = student tokens kept / tokens generated
 
@@ -38,7 +38,7 @@ CHOICE = (f"the K whose acceptance is closest to {TARGET} among those with {ACCE
 
 
 def choose_k(results: list[dict]) -> int | None:
-    """The rule in CHOICE, over result rows with `k` and `acceptance`."""
+    """The rule in CHOICE, over sweep rows with `k` and `acceptance`."""
     low, high = ACCEPTANCE_RANGE
     inside = [r for r in results if low <= r["acceptance"] <= high]
     if not inside:
@@ -106,7 +106,7 @@ def measure(student_path: str, teacher_path: str, tables: list[str], k_values: l
             "max_len_a": max_len_a, "max_len_b": max_len_b, "max_len": max_len,
             "student_sampling": {"temperature": student_sampling[0], "top_p": student_sampling[1]},
             "teacher_sampling": {"temperature": teacher_sampling[0], "top_p": teacher_sampling[1]},
-            "results": results, "chosen_k": choose_k(results), "choice": CHOICE}
+            "sweep": results, "chosen_k": choose_k(results), "choice": CHOICE}
 
 
 def parse_args(argv=None):

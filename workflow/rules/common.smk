@@ -226,14 +226,17 @@ def finetune_inputs(wildcards):
 
 def finetune_options(wildcards, input):
     """Start from the previous round's model, optionally beside the original bitext, and keep it
-    when no checkpoint beats it on dev (the R2L model by dev loss: its dev BLEU would be reversed)."""
+    when no checkpoint beats it on dev (the R2L model by dev loss: its dev BLEU would be reversed).
+    """
     previous = int(wildcards.round) - 1
     settings = config["self_training"]
     train = {
         **config["teacher"]["train"],
         **settings["train"],
         "epochs": settings["epochs"],
-        "select_by": settings["select_by"] if wildcards.finetuned == "teacher" else "loss",
+        "select_by": (
+            settings["select_by"] if wildcards.finetuned == "teacher" else "loss"
+        ),
     }
     direction = "l2r" if wildcards.finetuned == "teacher" else "r2l"
     model = shlex.quote(round_model(wildcards.finetuned, previous))
@@ -440,7 +443,11 @@ def mbr_option(wildcards):
 def label_filter_options():
     """The degenerate-hypothesis filter every n-best strategy applies, and Seq-Inter's candidates."""
     filter = config["labels"]["filter"]
-    copies = "--drop-source-copies" if filter["drop_source_copies"] else "--keep-source-copies"
+    copies = (
+        "--drop-source-copies"
+        if filter["drop_source_copies"]
+        else "--keep-source-copies"
+    )
     values = {k: v for k, v in filter.items() if k != "drop_source_copies"}
     seqinter = {f"seqinter_{k}": v for k, v in config["labels"]["seqinter"].items()}
     return f"{cli_options(values)} {copies} {cli_options(seqinter)}"
@@ -524,7 +531,9 @@ def variant_options(wildcards, input):
         if hasattr(input, "init_teacher"):
             start += f" --init-from-teacher {input.init_teacher} --init-layers {config['student']['init']}"
     topk = f"--topk {input.topk}" if hasattr(input, "topk") else ""
-    acceptance = f"--acceptance {input.acceptance}" if hasattr(input, "acceptance") else ""
+    acceptance = (
+        f"--acceptance {input.acceptance}" if hasattr(input, "acceptance") else ""
+    )
     generation = length_options() if variant["objective"] == "skd" else ""
     return (
         f"{start} --teacher {input.teacher} {topk} {acceptance} {generation}"
@@ -554,7 +563,9 @@ def student_init_option(wildcards, input):
     """From scratch, or from the teacher's embeddings and its bottom or spaced layers (student.init)."""
     if config["student"]["init"] == "none":
         return ""
-    return f"--init-from-teacher {input.teacher} --init-layers {config['student']['init']}"
+    return (
+        f"--init-from-teacher {input.teacher} --init-layers {config['student']['init']}"
+    )
 
 
 def student_seed(wildcards):
