@@ -12,7 +12,7 @@ from test_workflow import planned_jobs
 
 
 def jobs_of(tmp_path, config, rule):
-    return {tuple(job.wildcards.values()): job for job in planned_jobs(tmp_path, config) if job.rule.name == rule}
+    return {tuple(dict(job.wildcards).values()): job for job in planned_jobs(tmp_path, config) if job.rule.name == rule}
 
 
 def option(text: str, name: str) -> str:
@@ -42,7 +42,7 @@ def planned(tmp_path_factory):
     jobs = planned_jobs(tmp_path_factory.mktemp("semantics"), config)
     by_rule = {}
     for job in jobs:
-        by_rule.setdefault(job.rule.name, {})[tuple(job.wildcards.values())] = job
+        by_rule.setdefault(job.rule.name, {})[tuple(dict(job.wildcards).values())] = job
     return config, by_rule
 
 
