@@ -78,9 +78,15 @@ def inputs(tmp_path) -> dict[str, list[str]]:
     for name, summary in models.items():
         write(results / name / "training.json", summary)
     (results / "models" / "imported").mkdir()  # a pretrained teacher: no training.json, no curve
+    labels = [write(results / f"round1/labels/{strategy}/{s}.json", {
+        "strategy": strategy, "set": s, "sentences": 20, "labels": 19, "differs_from_top1": share,
+        "length_ratio": 1.1, "source_copy_rate": 0.05, "empty_rate": 0.0, "repeated_ngram_rate": 0.0,
+        "filter": {"hypotheses": 200, "hypotheses_dropped": 12, "sentences": 20, "sentences_dropped": 1}})
+        for strategy, s, share in (("top1", "bitext", 0.0), ("rerank", "bitext", 0.35), ("rerank", "mono", 0.4))]
     return {"evaluations": list(map(str, evaluations)), "significance": [str(significance)],
             "diagnostics": list(map(str, diagnostic_files)),
-            "models": [str(results / name) for name in ["models/imported", *models]]}
+            "models": [str(results / name) for name in ["models/imported", *models]],
+            "labels": list(map(str, labels))}
 
 
 def argv(inputs: dict, outs: list[Path]) -> list[str]:
