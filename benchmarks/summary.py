@@ -99,10 +99,16 @@ def verdict(gain: float, p: float | None, claimed_sign: int = +1, alpha: float =
 def p_value(significance: dict | None, system: str, versus: str, metric: str) -> float | None:
     """The paired-bootstrap p-value of `system` against `versus`, if significance.json tested that pair.
 
-    significance.json (mtdistill.significance) tests every system against one baseline only:
-    {"baseline": name, "systems": {name: {metric: {"score", "mean", "ci", "p_value"}}}}.
+    significance.json (mtdistill.significance) lists the tested pairs under "comparisons"
+    ([{"system", "baseline", "metrics": {metric: {"p_value", ...}}}]); older files test every system
+    against one baseline only: {"baseline": name, "systems": {name: {metric: {..., "p_value"}}}}.
     """
-    if not significance or significance.get("baseline") != versus:
+    if not significance:
+        return None
+    for pair in significance.get("comparisons", []):
+        if (pair["system"], pair["baseline"]) == (system, versus):
+            return pair["metrics"].get(metric, {}).get("p_value")
+    if significance.get("baseline") != versus:
         return None
     return significance.get("systems", {}).get(system, {}).get(metric, {}).get("p_value")
 
@@ -121,7 +127,7 @@ def quality_targets(last: pd.DataFrame, significance: dict | None, claims=QUALIT
         if p is not None:
             shown = f"{p:.3f}"
         elif significance and significance.get("baseline") != versus:
-            shown = f"- (significance.json tests vs {significance.get('baseline')} only)"
+            shown = f"- (significance.json does not test {system} against {versus})"
         else:
             shown = "- (no significance.json)" if not significance else "- (no p-value)"
         lower = ", lower is better" if claimed_sign < 0 else ""

@@ -67,7 +67,7 @@ def test_quality_targets_use_the_verdict():
     # about rerank-bitext vs top1-bitext, so that target has no test
     bitext = next(r for t, r in rows.items() if t.startswith("rerank-bitext beats top1-bitext"))
     assert bitext["p_value"] is None and bitext["verdict"] == "not met (no test)" and bitext["met"] is False
-    assert "top1-both" in bitext["p"]
+    assert "does not test rerank-bitext against top1-bitext" in bitext["p"]
 
 
 def test_quality_targets_met_and_lower_is_better():
@@ -108,3 +108,12 @@ def test_main_writes_the_verdicts(tmp_path):
     assert target["verdict"] == "not met (n.s.)" and target["met"] is False and target["p_value"] == 0.344
     text = (out / "summary.md").read_text()
     assert "| verdict" in text and "not met (n.s.)" in text and "0.344" in text
+
+
+def test_p_values_come_from_the_pair_that_was_tested():
+    pair = {"system": "rerank-bitext", "baseline": "top1-bitext", "metrics": {"bleu": {"p_value": 0.01}}}
+    significance = {"baseline": "top1-both", "systems": {"rerank-bitext": {"bleu": {"p_value": 0.5}}},
+                    "comparisons": [pair]}
+    assert summary.p_value(significance, "rerank-bitext", "top1-bitext", "bleu") == 0.01
+    assert summary.p_value(significance, "rerank-bitext", "top1-both", "bleu") == 0.5  # the older single-baseline form
+    assert summary.p_value(significance, "rerank-bitext", "ref-bitext", "bleu") is None
