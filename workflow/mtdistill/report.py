@@ -157,7 +157,9 @@ def label_table(label_diagnostics: list[dict]) -> pd.DataFrame:
         rows.append(flat)
     table = pd.DataFrame(rows)
     # thresholds are the config's; the dropped ids are for a closer look in the JSON
-    table = table[[c for c in table.columns if not c.startswith(("filter thresholds", "filter dropped_sent_ids"))]]
+    # `ref` has no filter record (None): no column for it
+    table = table[[c for c in table.columns if c != "filter"
+                   and not c.startswith(("filter thresholds", "filter dropped_sent_ids"))]]
     first = [c for c in ("round", "strategy", "set") if c in table]
     return table[first + [c for c in table.columns if c not in first]]
 
