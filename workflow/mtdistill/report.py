@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import FIGURES
+from .figures import FIGURES, load_labels
 from .files import atomic_path, read_json, run_main
 
 
@@ -363,12 +363,6 @@ def figures_section(figures: list[str], markdown_path: str) -> str:
     return "\n".join(lines)
 
 
-def with_round(path: str) -> dict:
-    """A label diagnostics file with the round its path names (results/round<N>/labels/...)."""
-    found = re.search(r"round(\d+)", str(path))
-    return {**({"round": int(found.group(1))} if found else {}), **read_json(path)}
-
-
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--evaluations", nargs="+", required=True, help="evaluation JSON files")
@@ -401,7 +395,7 @@ def run(args) -> None:
         significance = [read_json(p) for p in args.significance]
         findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
         text = markdown(table, evaluations, diagnostics, costs, trainings, significance, args.note, findings,
-                        [read_json(p) for p in args.acceptance], [with_round(p) for p in args.labels])
+                        [read_json(p) for p in args.acceptance], [load_labels(p) for p in args.labels])
         tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 
