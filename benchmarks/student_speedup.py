@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from mtdistill import ct2, decode, models
-from mtdistill.files import read_table
+from mtdistill.core.io import read_table
 
 OUT = Path(__file__).resolve().parent / "results"
 

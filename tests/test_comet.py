@@ -12,7 +12,7 @@ import torch
 import yaml
 from comet_fixture import build_tiny_comet
 from mtdistill.comet_score import load_comet, score_comet
-from mtdistill.files import InputError
+from mtdistill.core.io import InputError
 
 GERMAN = [("Der Hund", "The dog"), ("Die Katze", "The cat"), ("Mein Bruder", "My brother"), ("Das Kind", "The child")]
 VERBS = [("sieht", "sees"), ("kauft", "buys"), ("malt", "paints"), ("sucht", "looks for")]

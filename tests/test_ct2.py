@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from mtdistill import ct2, decode, models, score
-from mtdistill.files import InputError, read_table
+from mtdistill.core import tokens
+from mtdistill.core.io import InputError, read_table
 
 # HF's beam search keeps <pad> in its softmax, CTranslate2 has none: beam scores differ by
 # log(1 + p(<pad>)) per token, about 1e-3 on the tiny teacher (P9 of the recipe). Forced decoding
@@ -136,9 +137,9 @@ def test_r2l_round_trip(work, r2l_dir, data_dir):
     translator, tokenizer = ct2.load(converted)
     # reversed tokens come back in reading order
     targets = list(read_table(data_dir / "tune.parquet").target)
-    for text, ids in zip(targets, score.target_ids(tokenizer, targets, 256, reverse=True)):
+    for text, ids in zip(targets, tokens.target_ids(tokenizer, targets, 256, reverse=True)):
         assert ct2.text_of(tokenizer, tokenizer.convert_ids_to_tokens(ids[:-1]), r2l=True) == tokenizer.decode(
-            score.target_ids(tokenizer, [text], 256)[0], skip_special_tokens=True)
+            tokens.target_ids(tokenizer, [text], 256)[0], skip_special_tokens=True)
     model, _ = models.load(r2l_dir)
     sources = list(read_table(data_dir / "tune.parquet").source)
     hf = decode.translate(model, tokenizer, sources, beam=4, nbest=2, max_len_a=1.2, max_len_b=5, r2l=True)

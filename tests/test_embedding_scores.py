@@ -6,8 +6,8 @@ import pandas as pd
 import pytest
 
 from mtdistill.embedding_scores import score_e5, score_minilm
-from mtdistill.features import KEYS
-from mtdistill.files import InputError
+from mtdistill.core.nbest import KEYS
+from mtdistill.core.io import InputError
 from mtdistill.ngram_lm import score_ngram
 
 # German source, its English translation, the translation's words shuffled (fixed: the test is stable)

@@ -9,7 +9,7 @@ import yaml
 
 from conftest import tiny_config
 from mtdistill import estimate
-from mtdistill.files import InputError
+from mtdistill.core.io import InputError
 from test_workflow import planned_jobs
 
 # Fake measured run: seconds per benchmark file, and the run's sentence counts.

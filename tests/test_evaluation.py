@@ -12,8 +12,8 @@ import pytest
 import sacrebleu
 from comet_fixture import build_tiny_comet
 from mtdistill import evaluate, report, significance
-from mtdistill.features import reference_streams
-from mtdistill.files import InputError
+from mtdistill.core.metrics import reference_streams
+from mtdistill.core.io import InputError
 
 SPEED_SENTENCES = 5
 

@@ -10,7 +10,7 @@ import torch
 
 from conftest import train_args
 from mtdistill import distill, kd, models, teacher_topk
-from mtdistill.files import InputError
+from mtdistill.core.io import InputError
 from mtdistill.train import collate, encode
 
 

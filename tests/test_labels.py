@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from mtdistill import select_labels
-from mtdistill.files import InputError
+from mtdistill.core.io import InputError
 from mtdistill.label_quality import FilterThresholds, degenerate_reasons, filter_nbest, label_diagnostics
 
 SENTENCES = pd.DataFrame({

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from mtdistill.features import KEYS
+from mtdistill.core.nbest import KEYS
 from mtdistill.mbr import mbr_utilities, score_mbr
 from sacrebleu.metrics import BLEU, CHRF
 

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 
 from mtdistill import decode, merge_nbest, models, score
-from mtdistill.files import read_table
+from mtdistill.core import tokens
+from mtdistill.core.io import read_table
 
 
 def shuffled(text: str, rng: np.random.Generator) -> str:
@@ -68,11 +69,11 @@ def test_token_reversal_round_trips(tokenizer_dir, held_out):
     tokenizer = models.load_tokenizer(tokenizer_dir)
     for text in held_out.target:
         ids = tokenizer(text_target=text)["input_ids"]
-        reversed_ids = models.reverse_tokens(ids, tokenizer)
+        reversed_ids = tokens.reverse_tokens(ids, tokenizer)
         assert reversed_ids != ids and reversed_ids[-1] == tokenizer.eos_token_id
-        assert models.reverse_tokens(reversed_ids, tokenizer) == ids
+        assert tokens.reverse_tokens(reversed_ids, tokenizer) == ids
         if tokenizer.unk_token_id not in ids:  # <unk> cannot decode back to the character it replaced
-            assert tokenizer.decode(models.reverse_tokens(reversed_ids, tokenizer), skip_special_tokens=True) == text
+            assert tokenizer.decode(tokens.reverse_tokens(reversed_ids, tokenizer), skip_special_tokens=True) == text
 
 
 @pytest.fixture(scope="module")

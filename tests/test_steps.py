@@ -247,7 +247,7 @@ def test_scorer_selection_keeps_the_largest_weights(data_dir, tune_nbest, tune_f
 
 def test_label_strategies(work, data_dir, tune_nbest, tune_features, weights):
     from mtdistill import score, select_labels
-    from mtdistill.features import per_hypothesis_refs
+    from mtdistill.core.nbest import per_hypothesis_refs
 
     tune = pd.read_parquet(data_dir / "tune.parquet")
     nbest = pd.read_parquet(tune_nbest)

@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import sacrebleu
 import torch
-from mtdistill.features import load_scored_nbest, pick, rerank_scores, sentence_gains
+from mtdistill.core.nbest import load_scored_nbest, pick, rerank_scores
+from mtdistill.core.metrics import sentence_gains
 from mtdistill.tuners import (TUNERS, CorpusMetric, NBest, expected_metric, mira, pick_rows, pro, random_search, top1_weights,
                               tune)
 

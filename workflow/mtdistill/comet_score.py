@@ -17,8 +17,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from .features import KEYS
-from .files import InputError
+from .core.nbest import KEYS
+from .core.io import InputError
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id would otherwise retry for minutes (P4)
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")

@@ -28,8 +28,9 @@ import numpy as np
 from tqdm import tqdm
 from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
 
-from . import models
-from .files import InputError, atomic_path, run_main, write_json
+from .core.tokens import reverse_tokens, target_ids
+from .core.io import InputError, atomic_path, write_json
+from .core.cli import run_main
 
 log = logging.getLogger("mtdistill")
 MANIFEST = "mtdistill_ct2.json"
@@ -108,8 +109,6 @@ def tokens(tokenizer, texts: list[str], max_len: int, target: bool = False, reve
         split = [pieces[: max_len - 1] + [tokenizer.eos_token] for pieces in spm.encode(texts, out_type=str)]
         return [seq[:-1][::-1] + seq[-1:] for seq in split] if reverse else split
     if target:
-        from .score import target_ids
-
         ids = target_ids(tokenizer, texts, max_len, reverse)
     else:
         ids = tokenizer(texts, truncation=True, max_length=max_len)["input_ids"]
@@ -119,7 +118,7 @@ def tokens(tokenizer, texts: list[str], max_len: int, target: bool = False, reve
 def text_of(tokenizer, tokens: list[str], r2l: bool) -> str:
     ids = tokenizer.convert_tokens_to_ids(tokens)
     if r2l:
-        ids = models.reverse_tokens(ids, tokenizer)
+        ids = reverse_tokens(ids, tokenizer)
     return tokenizer.decode(ids, skip_special_tokens=True)
 
 

@@ -17,7 +17,9 @@ import torch
 from tqdm import tqdm
 
 from . import models
-from .files import read_table, run_main, write_table
+from .core.tokens import reverse_tokens
+from .core.io import read_table, write_table
+from .core.cli import run_main
 
 log = logging.getLogger("mtdistill")
 
@@ -56,7 +58,7 @@ def translate(model, tokenizer, sources: list[str], beam: int = 1, nbest: int = 
         out = model.generate(
             **enc, **search, num_return_sequences=nbest, max_new_tokens=limit, do_sample=False, return_dict_in_generate=True
         )
-        sequences = [models.reverse_tokens(seq, tokenizer) for seq in out.sequences.tolist()] if r2l else out.sequences
+        sequences = [reverse_tokens(seq, tokenizer) for seq in out.sequences.tolist()] if r2l else out.sequences
         texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
         scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(texts)
         for k, i in enumerate(indices):

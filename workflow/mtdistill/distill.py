@@ -18,7 +18,8 @@ from __future__ import annotations
 import argparse
 
 from . import objectives
-from .files import InputError, read_json, run_main
+from .core.io import InputError, read_json
+from .core.cli import run_main
 from .kd import Pruned, SpeculativeKD, WordKD
 from .train import check_args, parser, train
 

@@ -16,8 +16,8 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .features import KEYS
-from .files import InputError
+from .core.nbest import KEYS
+from .core.io import InputError
 
 MINILM_MAX_TOKENS = 256  # the sentence-transformers max_seq_length of all-MiniLM-L6-v2
 

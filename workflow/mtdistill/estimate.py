@@ -55,7 +55,8 @@ from snakemake.settings import types as settings
 from snakemake.settings.enums import Quietness
 
 from .decode import shard_rows
-from .files import InputError, read_json, run_main, write_json
+from .core.io import InputError, read_json, write_json
+from .core.cli import run_main
 from .train import parser as train_parser
 
 SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"

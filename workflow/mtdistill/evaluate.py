@@ -18,8 +18,9 @@ import torch
 
 from . import models
 from .decode import best_translations
-from .features import reference_streams
-from .files import read_table, run_main, write_json
+from .core.metrics import reference_streams
+from .core.io import read_table, write_json
+from .core.cli import run_main
 
 log = logging.getLogger("mtdistill")
 

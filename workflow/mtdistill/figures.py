@@ -18,7 +18,9 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from .files import InputError, atomic_path, read_json, run_main
+from .core.io import InputError, atomic_path, read_json
+
+from .core.cli import run_main
 
 log = logging.getLogger("mtdistill")
 DPI = 110

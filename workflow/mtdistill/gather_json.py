@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from .files import read_json, run_main, write_json
+from .core.io import read_json, write_json
+
+from .core.cli import run_main
 
 
 def parse_args(argv=None):

@@ -10,7 +10,8 @@ import argparse
 import logging
 
 from . import models
-from .files import atomic_path, run_main
+from .core.io import atomic_path
+from .core.cli import run_main
 
 log = logging.getLogger("mtdistill")
 

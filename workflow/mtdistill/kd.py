@@ -27,8 +27,8 @@ import torch.nn.functional as F
 from torch.nn.utils import prune
 
 from . import models
-from .files import InputError
-from .train import CrossEntropy, batch_loss
+from .core.io import InputError
+from .train import CrossEntropy
 
 log = logging.getLogger("mtdistill")
 

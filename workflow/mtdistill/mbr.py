@@ -16,7 +16,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.helpers import extract_all_char_ngrams, extract_all_word_ngrams
 from tqdm import tqdm
 
-from .features import KEYS
+from .core.nbest import KEYS
 
 METRICS = ("chrf", "bleu")
 _CHRF = CHRF()

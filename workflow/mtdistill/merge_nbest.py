@@ -13,7 +13,9 @@ import argparse
 
 import pandas as pd
 
-from .files import InputError, read_table, run_main, write_table
+from .core.io import InputError, read_table, write_table
+
+from .core.cli import run_main
 
 
 def merge_nbest(lists: dict[str, pd.DataFrame]) -> pd.DataFrame:

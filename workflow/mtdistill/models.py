@@ -19,7 +19,7 @@ from transformers import (
     MarianTokenizer,
 )
 
-from .files import InputError
+from .core.io import InputError
 
 log = logging.getLogger("mtdistill")
 
@@ -147,18 +147,6 @@ def load_translator(path: str | Path, backend: str = "hf", what: str = "model", 
         raise InputError(f"{what}: unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
     return load(path, what)
 
-
-def reverse_tokens(ids: list[int], tokenizer) -> list[int]:
-    """A right-to-left model's token order: the real tokens reversed, a trailing `</s>` kept last.
-
-    An involution on token sequences, so the same call turns R2L output back into normal order;
-    a leading decoder start token (`<pad>`) is dropped.
-    """
-    specials = {tokenizer.eos_token_id, tokenizer.pad_token_id}
-    end = len(ids)
-    while end and ids[end - 1] in specials:
-        end -= 1
-    return [i for i in ids[:end] if i not in specials][::-1] + list(ids[end:])
 
 
 def load_tokenizer(path: str | Path):

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .features import KEYS
-from .files import InputError
+from .core.nbest import KEYS
+from .core.io import InputError
 
 OOV_LOGPROB = math.log(1e-10)  # just below the rarest unigram of en-us.lm.bin (about e^-21.8)
 WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")

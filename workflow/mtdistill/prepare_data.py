@@ -19,7 +19,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .files import InputError, read_lines, run_main, write_json, write_table
+from .core.io import InputError, read_lines, write_json, write_table
+
+from .core.cli import run_main
 
 HELD_OUT = ("test", "dev", "tune")  # earlier sets win when a sentence occurs in several
 COLUMNS = ["sent_id", "doc_id", "source", "target", "references"]

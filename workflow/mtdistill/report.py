@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from .figures import FIGURES, load_labels
-from .files import atomic_path, read_json, run_main
+from .core.io import atomic_path, read_json
+from .core.cli import run_main
 
 
 def initialisation(system: str, training: dict) -> str:

@@ -29,27 +29,16 @@ import torch
 from tqdm import tqdm
 
 from . import models
-from .files import read_table, run_main, write_json, write_table
-from .features import KEYS
+from .core.tokens import pad_batch, target_ids
+from .core.io import read_table, write_json, write_table
+from .core.cli import run_main
+from .core.nbest import KEYS
 
 log = logging.getLogger("mtdistill")
 NEURAL = {"forced_decoding", "r2l", "backward", "lm", "comet"}
 SEQ2SEQ = ("forced_decoding", "r2l", "backward")  # the kinds either backend scores
 KINDS = sorted(NEURAL | {"ngram_lm", "mbr", "e5", "minilm", "length"})
 
-
-def pad_batch(sequences: list[list[int]], value: int, device) -> torch.Tensor:
-    return torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in sequences], batch_first=True, padding_value=value).to(device)
-
-
-def target_ids(tokenizer, texts: list[str], max_len: int, reverse: bool = False) -> list[list[int]]:
-    """Token ids ending in `</s>` (appended where a tokenizer, like GPT-2's, adds none)."""
-    ids = tokenizer(text_target=texts, truncation=True, max_length=max_len)["input_ids"]
-    eos = tokenizer.eos_token_id
-    ids = [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
-    if reverse:
-        ids = [models.reverse_tokens(seq, tokenizer) for seq in ids]
-    return ids
 
 
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> list[tuple[float, int]]:

@@ -26,8 +26,11 @@ from dataclasses import fields
 
 import pandas as pd
 
-from .features import feature_columns, load_scored_nbest, per_hypothesis_refs, pick, rerank_scores, sentence_gains
-from .files import InputError, read_json, read_table, read_tables, run_main, write_json, write_table
+from .core.nbest import feature_columns, load_scored_nbest, per_hypothesis_refs, pick, rerank_scores
+
+from .core.metrics import sentence_gains
+from .core.io import InputError, read_json, read_table, read_tables, write_json, write_table
+from .core.cli import run_main
 from .label_quality import FilterThresholds, filter_nbest, label_diagnostics
 
 log = logging.getLogger("mtdistill")

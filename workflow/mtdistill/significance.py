@@ -15,8 +15,9 @@ import numpy as np
 from sacrebleu.metrics import BLEU, CHRF, TER
 from sacrebleu.significance import PairedTest, estimate_ci
 
-from .features import reference_streams
-from .files import InputError, read_json, read_table, run_main, write_json
+from .core.metrics import reference_streams
+from .core.io import InputError, read_json, read_table, write_json
+from .core.cli import run_main
 
 log = logging.getLogger("mtdistill")
 DECODING = "beam"

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 
 from . import models, objectives
-from .files import InputError, read_tables, run_main, write_json
+from .core.io import InputError, read_tables, write_json
+from .core.cli import run_main
 from .kd import load_teacher, speculator
 
 log = logging.getLogger("mtdistill")

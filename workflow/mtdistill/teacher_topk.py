@@ -17,7 +17,8 @@ import torch
 from tqdm import tqdm
 
 from . import models
-from .files import atomic_path, read_tables, run_main
+from .core.io import atomic_path, read_tables
+from .core.cli import run_main
 from .train import autocast, collate, encode, resolve_precision, token_batches
 
 

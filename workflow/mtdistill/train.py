@@ -49,8 +49,10 @@ from tqdm import tqdm
 
 from . import models
 from .decode import best_translations
-from .features import reference_streams
-from .files import InputError, atomic_path, read_tables, read_table, run_main, seed_everything
+from .core.metrics import reference_streams
+from .core.tokens import reverse_tokens
+from .core.io import InputError, atomic_path, read_tables, read_table
+from .core.cli import run_main, seed_everything
 
 log = logging.getLogger("mtdistill")
 
@@ -62,7 +64,7 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_len: int, dire
         sources, targets = targets, sources
     labels = tokenizer(text_target=targets, truncation=True, max_length=max_len)["input_ids"]
     if direction == "r2l":
-        labels = [models.reverse_tokens(ids, tokenizer) for ids in labels]
+        labels = [reverse_tokens(ids, tokenizer) for ids in labels]
     if task == "lm":
         return [([], ids) for ids in labels]
     return list(zip(tokenizer(sources, truncation=True, max_length=max_len)["input_ids"], labels))

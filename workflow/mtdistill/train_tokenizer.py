@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .files import atomic_path, read_table, run_main
+from .core.io import atomic_path, read_table
+
+from .core.cli import run_main
 from .models import train_tokenizer
 
 

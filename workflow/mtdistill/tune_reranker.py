@@ -31,8 +31,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from .features import feature_columns, load_scored_nbest, per_hypothesis_refs, sentence_gains
-from .files import InputError, read_table, run_main, write_json
+from .core.nbest import feature_columns, load_scored_nbest, per_hypothesis_refs
+
+from .core.metrics import sentence_gains
+from .core.io import InputError, read_table, write_json
+from .core.cli import run_main
 from .tuners import TUNERS, CorpusMetric, NBest, pick_rows, tune
 
 log = logging.getLogger("mtdistill")

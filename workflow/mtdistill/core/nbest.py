@@ -1,13 +1,13 @@
-"""Joining n-best lists with feature tables, sentence-level gains, and applying reranker weights."""
+"""n-best tables: their keys, joining feature tables, each hypothesis's references, reranker scores, picking."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
-from sacrebleu.metrics import BLEU, CHRF
 
-from .files import InputError, read_tables
+from .io import InputError, read_tables
+from .metrics import reference_streams
 
 KEYS = ["sent_id", "hyp_id"]
 
@@ -33,19 +33,6 @@ def load_scored_nbest(nbest_paths, feature_paths) -> pd.DataFrame:
 
 def feature_columns(table: pd.DataFrame) -> list[str]:
     return [c for c in table.columns if c not in KEYS and c != "hypothesis" and pd.api.types.is_numeric_dtype(table[c])]
-
-
-def reference_streams(table: pd.DataFrame) -> list[list[str]]:
-    """sacreBLEU reference streams: the target, then each extra reference."""
-    extra = [list(r) if r is not None else [] for r in table.references]
-    count = min(len(r) for r in extra) if extra else 0
-    return [list(table.target)] + [[r[k] for r in extra] for k in range(count)]
-
-
-def sentence_gains(hypotheses: pd.Series, refs: list[list[str]], metric: str = "bleu") -> np.ndarray:
-    """Smoothed sentence-level BLEU (exp smoothing, as Kim & Rush's toolkit) or chrF per hypothesis."""
-    scorer = BLEU(effective_order=True) if metric == "bleu" else CHRF()
-    return np.array([scorer.sentence_score(h, r).score for h, r in zip(hypotheses, refs)])
 
 
 def per_hypothesis_refs(nbest: pd.DataFrame, sentences: pd.DataFrame, first_only: bool = False) -> list[list[str]]:

@@ -1,0 +1,46 @@
+"""Token helpers every model family shares: target ids ending in `</s>`, right-to-left order,
+padding, shifting labels into decoder inputs, and length-sorted batches."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def reverse_tokens(ids: list[int], tokenizer) -> list[int]:
+    """A right-to-left model's token order: the real tokens reversed, a trailing `</s>` kept last.
+
+    An involution on token sequences, so the same call turns R2L output back into normal order;
+    a leading decoder start token (`<pad>`) is dropped.
+    """
+    specials = {tokenizer.eos_token_id, tokenizer.pad_token_id}
+    end = len(ids)
+    while end and ids[end - 1] in specials:
+        end -= 1
+    return [i for i in ids[:end] if i not in specials][::-1] + list(ids[end:])
+
+
+def target_ids(tokenizer, texts: list[str], max_len: int, reverse: bool = False) -> list[list[int]]:
+    """Token ids ending in `</s>` (appended where a tokenizer, like GPT-2's, adds none)."""
+    ids = tokenizer(text_target=texts, truncation=True, max_length=max_len)["input_ids"]
+    eos = tokenizer.eos_token_id
+    ids = [seq if seq and seq[-1] == eos else [*seq, eos] for seq in ids]
+    if reverse:
+        ids = [reverse_tokens(seq, tokenizer) for seq in ids]
+    return ids
+
+
+def pad_batch(sequences: list[list[int]], value: int, device) -> torch.Tensor:
+    return torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in sequences], batch_first=True, padding_value=value).to(device)
+
+
+def shift_right(labels: torch.Tensor, start: int, pad: int) -> torch.Tensor:
+    """Decoder inputs of teacher forcing: the start token, then the labels but the last, -100 as `pad`."""
+    previous = labels[:, :-1].masked_fill(labels[:, :-1] == -100, pad)
+    return torch.cat([torch.full_like(labels[:, :1], start), previous], 1)
+
+
+def longest_first(lengths: list[int], batch_size: int) -> list[np.ndarray]:
+    """Indices in batches of `batch_size`, longest first (stable), so that each batch pads little."""
+    order = np.argsort(lengths, kind="stable")[::-1]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
