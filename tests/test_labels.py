@@ -9,7 +9,7 @@ import pytest
 
 from mtdistill import select_labels
 from mtdistill.core.io import InputError
-from mtdistill.label_quality import FilterThresholds, degenerate_reasons, filter_nbest, label_diagnostics
+from mtdistill.labels.quality import FilterThresholds, degenerate_reasons, filter_nbest, label_diagnostics
 
 SENTENCES = pd.DataFrame({
     "sent_id": ["s1", "s2", "s3"],

@@ -1,21 +1,12 @@
-"""Label a transfer set with one strategy; record, per sentence, the chosen hypothesis.
+"""Label a transfer set with one strategy (mtdistill.labels: ref, top1, seqinter, rerank, mbr and any
+registered extension); record, per sentence, the chosen hypothesis.
 
-Strategies:
-  ref       the original reference (bitext only)
-  top1      the (left-to-right) teacher's best non-degenerate beam hypothesis: sequence-level KD
-            (Kim & Rush 2016)
-  seqinter  the candidate with the best smoothed sentence BLEU against the reference (Seq-Inter).
-            By default Kim & Rush's form: the teacher's own (left-to-right) beam against the first
-            reference (`target`); --seqinter-candidates merged --seqinter-references all scores the
-            merged list against every reference stream
-  rerank    the argmax of the tuned reranker score (Setiawan 2024)
-  mbr       the hypothesis with the highest MBR consensus utility (the --mbr-feature column)
-Every n-best strategy first drops degenerate hypotheses (label_quality.py: loops, character runs,
+Every n-best strategy first drops degenerate hypotheses (labels/quality.py: loops, character runs,
 length ratio, source copies, empty); a sentence without any candidate left is left out of the labels
 and counted. `ref` is not filtered. Output (Parquet), one row per kept sentence:
 `sent_id, source, label, hyp_id, strategy` (hyp_id -1 for the reference), plus `from_l2r`/`from_r2l`
 when the lists were merged: which decoder found the chosen hypothesis. --diagnostics writes
-label_quality.label_diagnostics as JSON, with the strategy and the set's name.
+labels.quality.label_diagnostics as JSON, with the strategy and the set's name.
 """
 
 from __future__ import annotations
@@ -26,16 +17,13 @@ from dataclasses import fields
 
 import pandas as pd
 
-from .core.nbest import feature_columns, load_scored_nbest, per_hypothesis_refs, pick, rerank_scores
-
-from .core.metrics import sentence_gains
-from .core.io import InputError, read_json, read_table, read_tables, write_json, write_table
 from .core.cli import run_main
-from .label_quality import FilterThresholds, filter_nbest, label_diagnostics
+from .core.io import InputError, read_json, read_table, read_tables, write_json, write_table
+from .core.nbest import load_scored_nbest
+from .labels import STRATEGIES, LabelOptions
+from .labels.quality import FilterThresholds, filter_nbest, label_diagnostics
 
 log = logging.getLogger("mtdistill")
-STRATEGIES = ("ref", "top1", "seqinter", "rerank", "mbr")
-NEEDS_REFERENCE = {"ref", "seqinter"}
 SEQINTER_CANDIDATES = ("l2r", "merged")
 SEQINTER_REFERENCES = ("first", "all")
 
@@ -45,48 +33,40 @@ def teacher_beam(nbest: pd.DataFrame) -> pd.DataFrame:
     return nbest[nbest.from_l2r == 1] if "from_l2r" in nbest else nbest
 
 
-def label(strategy: str, sentences: pd.DataFrame, nbest_paths=(), feature_paths=(), weights_path=None,
+def label(name: str, sentences: pd.DataFrame, nbest_paths=(), feature_paths=(), weights_path=None,
           mbr_feature: str = "mbr_chrf", thresholds: FilterThresholds = FilterThresholds(),
           seqinter_candidates: str = "l2r", seqinter_references: str = "first"
           ) -> tuple[pd.DataFrame, pd.DataFrame | None, dict | None]:
-    """The labels, the unfiltered n-best table and the filter's counts (both None for `ref`)."""
-    if strategy not in STRATEGIES:
-        raise InputError(f"unknown label strategy {strategy!r} (known: {', '.join(STRATEGIES)})")
-    if strategy in NEEDS_REFERENCE and sentences.target.isna().any():
-        raise InputError(f"label strategy {strategy!r} needs references, but the transfer set has sentences without a target")
+    """The labels, the unfiltered n-best table and the filter's counts (both None without an n-best list)."""
+    if name not in STRATEGIES:
+        raise InputError(f"unknown label strategy {name!r} (known: {', '.join(STRATEGIES)})")
+    strategy = STRATEGIES[name]
+    if strategy.needs_reference and sentences.target.isna().any():
+        raise InputError(f"label strategy {name!r} needs references, but the transfer set has sentences without a target")
     if seqinter_candidates not in SEQINTER_CANDIDATES or seqinter_references not in SEQINTER_REFERENCES:
         raise InputError(f"seqinter candidates {seqinter_candidates!r} / references {seqinter_references!r}: expected "
                          f"one of {', '.join(SEQINTER_CANDIDATES)} / {', '.join(SEQINTER_REFERENCES)}")
-    if strategy == "ref":
-        return _labelled(strategy, sentences, sentences.assign(hypothesis=sentences.target, hyp_id=-1)), None, None
-    table = load_scored_nbest(nbest_paths, feature_paths) if strategy in ("rerank", "mbr") else read_tables(nbest_paths)
-    if strategy == "mbr" and mbr_feature not in table:
-        raise InputError(f"label strategy mbr needs feature {mbr_feature!r}; the feature tables have "
-                         f"{', '.join(feature_columns(table))}")
+    options = LabelOptions(weights_path, mbr_feature, thresholds, seqinter_candidates, seqinter_references)
+    if not strategy.uses_nbest:
+        references = sentences.assign(hypothesis=sentences.target, hyp_id=-1)
+        return _labelled(name, sentences, strategy.choose(references, sentences, options)), None, None
+    table = load_scored_nbest(nbest_paths, feature_paths) if strategy.inputs else read_tables(nbest_paths)
     table = table[table.sent_id.isin(set(sentences.sent_id))]
     missing = len(set(sentences.sent_id) - set(table.sent_id))
     if missing:
         raise InputError(f"{missing} transfer sentences have no hypothesis in the n-best lists")
     # top-1 and Kim & Rush's Seq-Inter choose within the teacher's own beam; the filter counts what each chooses among
-    candidates = "l2r" if strategy == "top1" else seqinter_candidates if strategy == "seqinter" else "merged"
+    candidates = strategy.candidate_rows(options)
     kept, counts = filter_nbest(teacher_beam(table) if candidates == "l2r" else table,
                                 dict(zip(sentences.sent_id, sentences.source)), thresholds)
     counts["candidates"] = candidates
-    if strategy == "top1":
-        chosen = kept.sort_values(["sent_id", "hyp_id"]).drop_duplicates("sent_id")
-    elif strategy == "seqinter":
-        refs = per_hypothesis_refs(kept, sentences, first_only=seqinter_references == "first")
-        chosen = pick(kept, sentence_gains(kept.hypothesis, refs))
-    elif strategy == "rerank":
-        chosen = pick(kept, rerank_scores(kept, read_json(weights_path)))
-    else:
-        chosen = pick(kept, kept[mbr_feature].to_numpy())
+    chosen = strategy.choose(kept, sentences, options)
     log.info("%s: %d of %d candidate hypotheses degenerate %s; %d of %d sentences left without a label",
-             strategy, counts["hypotheses_dropped"], counts["hypotheses"], counts["dropped_by_reason"],
+             name, counts["hypotheses_dropped"], counts["hypotheses"], counts["dropped_by_reason"],
              counts["sentences_dropped"], counts["sentences"])
     if counts["sentences_dropped"] == counts["sentences"]:
-        log.warning("%s: every hypothesis is degenerate, no labels (relax the filter: labels.filter)", strategy)
-    return _labelled(strategy, sentences, chosen), table, counts
+        log.warning("%s: every hypothesis is degenerate, no labels (relax the filter: labels.filter)", name)
+    return _labelled(name, sentences, chosen), table, counts
 
 
 def _labelled(strategy: str, sentences: pd.DataFrame, chosen: pd.DataFrame) -> pd.DataFrame:
@@ -121,7 +101,7 @@ def thresholds_from(args) -> FilterThresholds:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--strategy", required=True, choices=STRATEGIES)
+    p.add_argument("--strategy", required=True, choices=list(STRATEGIES))
     p.add_argument("--sentences", required=True, help="transfer-set table (sent_id, source[, target, references])")
     p.add_argument("--nbest", nargs="*", default=[],
                    help="n-best shards of the transfer set (ref: optional, for the differs-from-top-1 diagnostic)")
@@ -154,12 +134,13 @@ def parse_args(argv=None):
     args = p.parse_args(argv)
     if args.feature_list:
         args.features += read_json(args.feature_list)
-    if args.strategy != "ref" and not args.nbest:
+    if STRATEGIES[args.strategy].uses_nbest and not args.nbest:
         p.error(f"strategy {args.strategy} needs --nbest")
-    if args.strategy == "rerank" and not (args.features and args.weights):
-        p.error("strategy rerank needs --features and --weights")
-    if args.strategy == "mbr" and not args.features:
-        p.error("strategy mbr needs --features (the MBR scorer's)")
+    inputs = STRATEGIES[args.strategy].inputs
+    if "reranker" in inputs and not (args.features and args.weights):
+        p.error(f"strategy {args.strategy} needs --features and --weights")
+    if "mbr" in inputs and not args.features:
+        p.error(f"strategy {args.strategy} needs --features (the MBR scorer's)")
     for name in ("max_ngram", "max_repeats", "max_char_run", "min_length_ratio", "max_length_ratio"):
         if (getattr(args, name) or 0) < 0:
             p.error(f"--{name.replace('_', '-')} must not be negative")
