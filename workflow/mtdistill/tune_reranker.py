@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import reranker_diagnostics
 from .core.nbest import feature_columns, load_scored_nbest, per_hypothesis_refs
 
 from .core.metrics import sentence_gains
@@ -190,20 +191,20 @@ def run_tuning(tune_set: ScoredSet, dev_set: ScoredSet, groups: dict[str, list[s
     top1_margins["labelling"] = labelling["tune"][metric] - by_system["top1"]["tune"][metric]  # the weights file
     if min(top1_margins.values()) < 0:  # only where some list lacks hyp_id 0
         log.warning("tuned weights below top-1 on tune (%s): some lists have no hyp_id 0?", top1_margins)
-    diagnostics = {
-        "labeller": labeller, "metric": metric, "evaluations": evaluations, "seed": seed, "groups": groups,
-        "sets": {name: {"sentences": int(s.sentences.shape[0]), "hypotheses": int(len(s.table))}
-                 for name, s in reranker.sets.items()},
-        "rows": rows, "weights": weights, "traces": traces, "single_features": singles, "ablation": ablation,
-        "selection": {"k": select, "ranking": ranking, "selected": selected,
-                      "weights": dict(zip(selected_features, w_selected.tolist()))},
-        "checks": {
+    diagnostics = reranker_diagnostics.build(
+        labeller=labeller, metric=metric, evaluations=evaluations, seed=seed, groups=groups,
+        sets={name: {"sentences": int(s.sentences.shape[0]), "hypotheses": int(len(s.table))}
+              for name, s in reranker.sets.items()},
+        rows=rows, weights=weights, traces=traces, single_features=singles, ablation=ablation,
+        selection={"k": select, "ranking": ranking, "selected": selected,
+                   "weights": dict(zip(selected_features, w_selected.tolist()))},
+        checks={
             "tune_minus_random": {m: by_system[m]["tune"][metric] - by_system["random"]["tune"][metric] for m in tuners},
             "tune_minus_top1": top1_margins,
             "dev_bleu_reranked_minus_top1": by_system[labeller]["dev"]["bleu"] - by_system["top1"]["dev"]["bleu"],
         },
-        "lists": l2r_vs_merged(tune_set),
-    }
+        lists=l2r_vs_merged(tune_set),
+    )
     scorers = [g for g in selected if g != "provenance"]
     return reranker.weights_file(labeller, selected_features, w_selected, scorers), diagnostics
 
@@ -243,7 +244,7 @@ def run(args) -> None:
         log.info("not used as features: %s", ", ".join(sorted(unused)))
     weights, diagnostics = run_tuning(tune_set, dev_set, groups, args.tuners, args.select, args.evaluations, args.seed,
                                       args.metric)
-    write_json(diagnostics, args.diagnostics)
+    reranker_diagnostics.write(diagnostics, args.diagnostics)
     write_json(weights, args.weights)  # last: the checkpoint's output means everything is there
 
 

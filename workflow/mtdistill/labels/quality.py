@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass
 
 import pandas as pd
 
+from ..core.io import InputError, read_json
+
 REASONS = ("empty", "source_copy", "length_ratio", "repeated_ngram", "char_run")
 
 
@@ -135,3 +137,12 @@ def label_diagnostics(labels: pd.DataFrame, sentences: pd.DataFrame, nbest: pd.D
         "filter": dropped_counts,
     }
 
+
+def load_diagnostics(path) -> dict:
+    """A label diagnostics file (select_labels --diagnostics), with its round from the path when it has one."""
+    found = re.search(r"round(\d+)", str(path))
+    diagnostics = read_json(path)
+    missing = [key for key in ("strategy", "set") if key not in diagnostics]
+    if missing:
+        raise InputError(f"{path}: missing key(s) {', '.join(missing)}")
+    return {**({"round": int(found.group(1))} if found else {}), **diagnostics}
