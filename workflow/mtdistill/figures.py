@@ -18,6 +18,8 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
+from . import reranker_diagnostics
+from .labels import quality as label_quality
 from .core.io import InputError, atomic_path, read_json
 
 from .core.cli import run_main
@@ -217,7 +219,7 @@ def reranker_gap(diagnostics: list[dict], out) -> pd.DataFrame:
     """Corpus BLEU and chrF of the anti-oracle, top-1, reranked and oracle picks on tune and dev, per round."""
     rows = []
     for round_, diag in enumerate(diagnostics):
-        by_system = {row["system"]: row for row in diag["rows"]}
+        by_system = reranker_diagnostics.by_system(diag)
         picks = (("anti-oracle", "anti-oracle"), ("top-1", "top1"), (f"reranked ({diag['labeller']})", diag["labeller"]),
                  ("oracle", "oracle"))
         rows += [{"round": round_, "set": split, "pick": pick.split(" (")[0], "system": system,
@@ -405,21 +407,6 @@ def load_significance(path) -> dict:
     return sig
 
 
-def load_diagnostics(path) -> dict:
-    diag = require(read_json(path), ("labeller", "rows", "weights"), path)
-    systems = {row.get("system") for row in diag["rows"]}
-    missing = [s for s in ("top1", "oracle", "anti-oracle", diag["labeller"]) if s not in systems]
-    if missing:
-        raise InputError(f"{path}: rows lack system(s) {', '.join(missing)}")
-    return diag
-
-
-def load_labels(path) -> dict:
-    found = re.search(r"round(\d+)", str(path))
-    diag = require(read_json(path), ("strategy", "set"), path)
-    return {**({"round": int(found.group(1))} if found else {}), **diag}
-
-
 def load_trainings(model_dirs) -> list[tuple[str, str, dict]]:
     """(group, label, training.json) of every model directory that has one (an imported teacher has none)."""
     found = []
@@ -456,9 +443,9 @@ def run(args) -> dict[str, pd.DataFrame]:
     inputs = {
         "evaluations": [load_evaluation(p) for p in args.evaluations],
         "significance": [load_significance(p) for p in args.significance],
-        "diagnostics": [load_diagnostics(p) for p in args.diagnostics],
+        "diagnostics": [reranker_diagnostics.load(p) for p in args.diagnostics],
         "trainings": load_trainings(args.models),
-        "labels": [load_labels(p) for p in args.labels],
+        "labels": [label_quality.load_diagnostics(p) for p in args.labels],
     }
     plotted = {}
     for out in args.out:

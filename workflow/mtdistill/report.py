@@ -11,7 +11,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .figures import FIGURES, load_labels
+from . import reranker_diagnostics
+from .figures import FIGURES
+from .labels.quality import load_diagnostics as load_label_diagnostics
 from .core.io import atomic_path, read_json
 from .core.cli import run_main
 
@@ -299,14 +301,14 @@ def rounds_table(table: pd.DataFrame, diagnostics: list[dict], trainings: dict |
     """Per self-training round: the teacher's test and dev BLEU (beam top-1), the reranker's tune/dev BLEU."""
     rows = []
     for round_, diag in enumerate(diagnostics):
-        by_system = {row["system"]: row for row in diag["rows"]}
+        by_system = reranker_diagnostics.by_system(diag)
         teacher = table[(table.system == "teacher") & (table["round"] == round_)]
         rows.append({"round": round_, "teacher test BLEU (beam)": teacher.bleu_beam.iloc[0] if len(teacher) else None,
                      "teacher dev BLEU (beam)": by_system["top1"]["dev"]["bleu"],
                      "teacher": fine_tuning((trainings or {}).get(("teacher", round_), {})) if round_ else "trained",
                      **{f"{split} {name}": by_system[system][split]["bleu"] for split in ("tune", "dev")
                         for name, system in (("top-1", "top1"), ("reranked", diag["labeller"]), ("oracle", "oracle"))},
-                     "selected scorers": ", ".join(diag["selection"]["selected"])})
+                     "selected scorers": ", ".join(reranker_diagnostics.selected_scorers(diag))})
     return pd.DataFrame(rows)
 
 
@@ -392,11 +394,11 @@ def run(args) -> None:
         table.to_csv(tmp, index=False)
     with atomic_path(args.markdown) as tmp:
         costs = [record for p in args.costs for record in read_json(p)]
-        diagnostics = [read_json(p) for p in args.diagnostics]
+        diagnostics = [reranker_diagnostics.load(p) for p in args.diagnostics]
         significance = [read_json(p) for p in args.significance]
         findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
         text = markdown(table, evaluations, diagnostics, costs, trainings, significance, args.note, findings,
-                        [read_json(p) for p in args.acceptance], [load_labels(p) for p in args.labels])
+                        [read_json(p) for p in args.acceptance], [load_label_diagnostics(p) for p in args.labels])
         tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 
