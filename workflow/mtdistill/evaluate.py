@@ -16,8 +16,8 @@ import pandas as pd
 import sacrebleu
 import torch
 
-from . import models
-from .decode import best_translations
+from . import backends, models
+from .backends.hf import HFTranslator
 from .core.metrics import reference_streams
 from .core.io import read_table, write_json
 from .core.cli import run_main
@@ -35,14 +35,14 @@ def target_tokens(tokenizer, texts: list[str]) -> int:
     return sum(len(ids) for ids in tokenizer(text_target=texts)["input_ids"]) if texts else 0
 
 
-def timed_decoding(model, tokenizer, sources: list[str], beam: int, batch_size: int, max_len_a: float = 1.5,
+def timed_decoding(translator, sources: list[str], beam: int, batch_size: int, max_len_a: float = 1.5,
                    max_len_b: int = 10) -> tuple[list[str], dict]:
     """Best translations and their speed; the length limit is decoding's, on either backend."""
     started = time.perf_counter()
-    hyps = best_translations(model, tokenizer, sources, beam=beam, batch_size=batch_size, max_len_a=max_len_a,
-                             max_len_b=max_len_b)
+    hyps = translator.best_translations(sources, beam=beam, batch_size=batch_size, max_len_a=max_len_a,
+                                        max_len_b=max_len_b)
     seconds = time.perf_counter() - started
-    tokens = target_tokens(tokenizer, hyps)
+    tokens = target_tokens(translator.tokenizer, hyps)
     return hyps, {"beam": beam, "batch_size": batch_size, "sentences": len(hyps), "seconds": seconds,
                   "sentences_per_s": len(hyps) / seconds, "target_tokens": tokens, "target_tokens_per_s": tokens / seconds}
 
@@ -62,13 +62,11 @@ def comet_scores(model, test: pd.DataFrame, outputs: dict[str, list[str]], batch
 
     One predict call for every decoding (each call builds a Lightning Trainer); the reference is
     the test set's target (COMET takes one reference per segment)."""
-    from .comet_score import uses_references
+    from .scorers.comet import predict, segments, uses_references
 
-    with_refs = uses_references(model)
-    segments = [{"src": source, "mt": hyp, **({"ref": ref} if with_refs else {})}
-                for hyps in outputs.values() for source, hyp, ref in zip(test.source, hyps, test.target)]
-    scores = np.asarray(model.predict(segments, batch_size=batch_size, gpus=int(torch.cuda.is_available()),
-                                      progress_bar=False).scores, dtype=float)
+    inputs = segments([*test.source] * len(outputs), [hyp for hyps in outputs.values() for hyp in hyps],
+                      [*test.target] * len(outputs), uses_references(model))
+    scores = np.asarray(predict(model, inputs, batch_size, int(torch.cuda.is_available())), dtype=float)
     per_decoding = np.split(scores, len(outputs))
     return {name: {"comet": float(s.mean()), "comet_segments": s.tolist()} for name, s in zip(outputs, per_decoding)}
 
@@ -80,13 +78,14 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
     """Quality and speed of `model_path` on the test set; with backend ctranslate2 the decoding runs on
     `translator`, its conversion (parameters and size stay those of the `transformers` model)."""
     if comet:  # before decoding, so a bad checkpoint fails fast
-        from .comet_score import load_comet
+        from .scorers.comet import load_comet
 
         comet_model = load_comet(comet, "evaluation.comet", comet_encoder)
     model, tokenizer = models.load(model_path)
-    decoder = model
-    if backend != "hf":
-        decoder, tokenizer = models.load_translator(translator, backend, "--translator", threads, compute_type)
+    if backend == "hf":  # the model already loaded for its parameter count
+        decoder = HFTranslator(model, tokenizer)
+    else:
+        decoder = backends.load(translator, backend, "--translator", threads, compute_type)
     test = read_table(test_path)
     refs = reference_streams(test)
     sources = list(test.source)
@@ -96,13 +95,13 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
               "backend": backend, "max_len_a": max_len_a, "max_len_b": max_len_b}
     outputs = {}
     for decoding, width in (("greedy", 1), ("beam", beam)):
-        hyps, speed = timed_decoding(decoder, tokenizer, sources, width, batch_size, max_len_a, max_len_b)
+        hyps, speed = timed_decoding(decoder, sources, width, batch_size, max_len_a, max_len_b)
         outputs[decoding] = hyps
         result[decoding] = {**speed, **quality(hyps, refs), "hypotheses": hyps}
         log.info("%s: BLEU %.2f chrF %.2f TER %.2f, %.1f sent/s, %.0f target tok/s", decoding, result[decoding]["bleu"],
                  result[decoding]["chrf"], result[decoding]["ter"], speed["sentences_per_s"], speed["target_tokens_per_s"])
     # after the batched passes, so the model is warm; one sentence at a time, as an interactive user
-    _, result["batch1"] = timed_decoding(decoder, tokenizer, sources[:speed_sentences], 1, 1, max_len_a, max_len_b)
+    _, result["batch1"] = timed_decoding(decoder, sources[:speed_sentences], 1, 1, max_len_a, max_len_b)
     log.info("greedy, batch 1: %.1f sent/s, %.0f target tok/s on %d sentences", result["batch1"]["sentences_per_s"],
              result["batch1"]["target_tokens_per_s"], result["batch1"]["sentences"])
     if comet:
@@ -125,7 +124,7 @@ def parse_args(argv=None):
     p.add_argument("--speed-sentences", type=int, default=100, help="test sentences decoded at batch size 1 for speed")
     p.add_argument("--comet", default="", help="reference-based COMET checkpoint (.ckpt or model directory); empty: none")
     p.add_argument("--comet-encoder", default="", help="local XLM-R tokenizer+config directory of the COMET checkpoint")
-    p.add_argument("--backend", choices=models.BACKENDS, default="hf", help="library that decodes")
+    p.add_argument("--backend", choices=backends.BACKENDS, default="hf", help="library that decodes")
     p.add_argument("--translator", help="CTranslate2 conversion of --model (with --backend ctranslate2)")
     p.add_argument("--compute-type", default="default", help="CTranslate2 weights type")
     p.add_argument("--max-len-a", type=float, default=1.5, help="output length limit: a * source tokens + b")

@@ -1,8 +1,8 @@
 """Vocabulary, model construction and loading, laid out so CTranslate2 converts models unchanged.
 
-Recipe (shared/research/comet-ctranslate2-recipes.md): Marian vocabulary with `</s>`=0, `<unk>`=1
-and `<pad>` as the last id; `<pad>` is also the decoder start token, so its embedding row is kept
-at zero during training; no forced EOS; `<pad>` can never be generated.
+The layout: a Marian vocabulary with `</s>`=0, `<unk>`=1 and `<pad>` as the last id; `<pad>` is also
+the decoder start token, so its embedding row is kept at zero during training; no forced EOS;
+`<pad>` can never be generated.
 """
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
 
 import sentencepiece as spm
@@ -114,39 +115,27 @@ def keep_pad_row_zero(model) -> None:
         weight.register_hook(lambda grad: grad.index_fill(0, torch.tensor([pad], device=grad.device), 0.0))
 
 
+@contextmanager
+def hf_loading(what: str, path, kind: str | None = None):
+    """Turns a failed Hugging Face load into one line naming the input, the path and the library's cause."""
+    try:
+        yield
+    except (OSError, ValueError) as err:
+        as_kind = f" as a Hugging Face {kind}" if kind else ""
+        cause = f"{err.__class__.__name__}: {str(err).splitlines()[0]}"
+        raise InputError(f"{what}: cannot load {path!r}{as_kind} ({cause})") from None
+
+
 def load(path: str | Path, what: str = "model", causal: bool = False):
     """Model and tokenizer from a local directory or a Hugging Face id (seq2seq, or a causal LM)."""
     if str(path).startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
         raise InputError(f"{what}: {path}: directory not found")
-    try:
+    with hf_loading(what, path, "causal LM" if causal else "seq2seq model"):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(str(path))
-    except (OSError, ValueError) as err:
-        kind = "causal LM" if causal else "seq2seq model"
-        raise InputError(f"{what}: cannot load {path!r} as a Hugging Face {kind} ({err.__class__.__name__}: {str(err).splitlines()[0]})") from None
     if not causal:
         configure_generation(model, tokenizer)  # pretrained models too: no forced EOS, never <pad>
     return model.to(device()).eval(), tokenizer
-
-
-BACKENDS = ("hf", "ctranslate2")
-
-
-def load_translator(path: str | Path, backend: str = "hf", what: str = "model", threads: int = 1,
-                    compute_type: str = "default"):
-    """(model, tokenizer) for decoding or forced scoring with either backend.
-
-    `hf`: a `transformers` seq2seq model (directory or id); `ctranslate2`: a `ctranslate2.Translator`
-    of a directory written by `mtdistill.ct2`. `decode.translate` and `score.forced_logprobs` take either.
-    """
-    if backend == "ctranslate2":
-        from . import ct2
-
-        return ct2.load(path, what, threads, compute_type)
-    if backend != "hf":
-        raise InputError(f"{what}: unknown backend {backend!r} (one of {', '.join(BACKENDS)})")
-    return load(path, what)
-
 
 
 def load_tokenizer(path: str | Path):

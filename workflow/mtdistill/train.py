@@ -48,7 +48,7 @@ import sacrebleu
 from tqdm import tqdm
 
 from . import models
-from .decode import best_translations
+from .backends.hf import HFTranslator
 from .core.metrics import reference_streams
 from .core.tokens import reverse_tokens
 from .core.io import InputError, atomic_path, read_tables, read_table
@@ -246,7 +246,7 @@ def load_rank_state(state: dict, objective, device: torch.device) -> None:
 def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
     """Corpus BLEU of greedy translations of the dev set, against all its references."""
     model.eval()
-    hyps = best_translations(model, tokenizer, list(dev.source), max_len=max_len)
+    hyps = HFTranslator(model, tokenizer).best_translations(list(dev.source), max_len=max_len)
     model.train()
     return sacrebleu.corpus_bleu(hyps, reference_streams(dev)).score
 

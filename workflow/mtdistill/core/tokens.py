@@ -40,7 +40,12 @@ def shift_right(labels: torch.Tensor, start: int, pad: int) -> torch.Tensor:
     return torch.cat([torch.full_like(labels[:, :1], start), previous], 1)
 
 
-def longest_first(lengths: list[int], batch_size: int) -> list[np.ndarray]:
-    """Indices in batches of `batch_size`, longest first (stable), so that each batch pads little."""
-    order = np.argsort(lengths, kind="stable")[::-1]
+def length_batches(lengths: list[int], batch_size: int, longest_first: bool = False) -> list[np.ndarray]:
+    """Indices in batches of `batch_size` ordered by length, so that each batch pads little.
+
+    A stable ascending sort; `longest_first` reverses it (so equal lengths come last index first).
+    """
+    order = np.argsort(lengths, kind="stable")
+    if longest_first:
+        order = order[::-1]
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
