@@ -5,7 +5,7 @@ score any set; reference-based ones (RegressionMetric, COMET-22) need the set's 
 references. The checkpoint keeps the path or hub id of its XLM-R tokenizer+config as
 `pretrained_model`; `encoder` points it at a local copy instead (Unbabel's checkpoints name
 `xlm-roberta-large` or `microsoft/infoxlm-large`; our own ones name a directory that may have moved).
-Recipe and pitfalls: shared/research/comet-ctranslate2-recipes.md, Q1 and P3-P6.
+`segments` and `predict` also serve evaluate's system-level COMET.
 """
 
 from __future__ import annotations
@@ -15,12 +15,13 @@ import os
 from pathlib import Path
 
 import pandas as pd
+import torch
 import yaml
 
-from .core.nbest import KEYS
-from .core.io import InputError
+from ..core.io import InputError
+from ..core.nbest import KEYS
 
-os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id would otherwise retry for minutes (P4)
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # a hub id would otherwise retry for minutes
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 
@@ -46,7 +47,7 @@ def load_comet(checkpoint: str, name: str, encoder: str | None = None):
 
         if encoder is None:
             return load_from_checkpoint(str(path), local_files_only=True)
-        # hparams.yaml only picks the class; keyword arguments override the stored hparams (P3, fix b)
+        # hparams.yaml only picks the class; keyword arguments override the stored hparams
         hparams = yaml.safe_load((path.parents[1] / "hparams.yaml").read_text(encoding="utf-8"))
         overrides = {"pretrained_model": str(encoder)}
         if hparams.get("layer_transformation") == "sparsemax_patch":  # as comet.load_from_checkpoint (COMET #244)
@@ -56,7 +57,7 @@ def load_comet(checkpoint: str, name: str, encoder: str | None = None):
         )
     except Exception as err:
         cause = (str(err).strip().splitlines() or [""])[0]
-        # a moved encoder dir gives OSError, an uncached hub id offline AttributeError (P3, P4)
+        # a moved encoder dir gives OSError, an uncached hub id offline AttributeError
         hint = ""
         if encoder is None and isinstance(err, (OSError, AttributeError)):
             hint = ("; if the checkpoint's encoder (pretrained_model) moved or is a hub id, "
@@ -68,12 +69,23 @@ def uses_references(model) -> bool:
     return model.requires_references() or "ref" in getattr(model.hparams, "input_segments", [])
 
 
-def score_comet(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, checkpoint: str, batch_size: int = 32,
-                gpus: int = 0, encoder: str | None = None) -> pd.DataFrame:
-    """`sent_id, hyp_id, <name>_score` in n-best row order: one COMET score per hypothesis."""
+def segments(sources, hypotheses, references, with_refs: bool) -> list[dict]:
+    """COMET's input: one {src, mt[, ref]} dict per hypothesis."""
+    return [{"src": s, "mt": h, **({"ref": r} if with_refs else {})} for s, h, r in zip(sources, hypotheses, references)]
+
+
+def predict(model, inputs: list[dict], batch_size: int, gpus: int) -> list[float]:
+    """One score per segment; call it once for all segments, as every call builds a new Lightning Trainer."""
+    return model.predict(inputs, batch_size=batch_size, gpus=gpus, progress_bar=False).scores if inputs else []
+
+
+def score_comet(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, options) -> pd.DataFrame:
+    """`sent_id, hyp_id, <name>_score` in n-best row order: one COMET score per hypothesis of checkpoint
+    `options.model` (its encoder at `options.encoder`)."""
+    gpus = int(torch.cuda.is_available()) if options.gpus is None else options.gpus
     if gpus > 1:  # COMET then spawns DDP workers and exits them mid-step; shards already spread the work
         raise InputError(f"scorer {name!r}: COMET scoring uses at most one GPU per job, not {gpus}")
-    model = load_comet(checkpoint, name, encoder)
+    model = load_comet(options.model, name, options.encoder)
     sentences = sentences.set_index("sent_id")
     sources = nbest.sent_id.map(sentences.source)
     if sources.isna().any():
@@ -84,8 +96,5 @@ def score_comet(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, checkpo
         raise InputError(f"scorer {name!r} is reference-based and this set has no references: "
                          "use a QE checkpoint (e.g. CometKiwi) for monolingual sets")
     with_refs = uses_references(model) and targets.notna().all()
-    segments = [{"src": s, "mt": h, **({"ref": r} if with_refs else {})}
-                for s, h, r in zip(sources, nbest.hypothesis, targets)]
-    # one predict call for the whole shard: every call builds a new Lightning Trainer (P6)
-    scores = model.predict(segments, batch_size=batch_size, gpus=gpus, progress_bar=False).scores if segments else []
+    scores = predict(model, segments(sources, nbest.hypothesis, targets, with_refs), options.batch_size, gpus)
     return nbest[KEYS].reset_index(drop=True).assign(**{f"{name}_score": pd.Series(scores, dtype=float)})

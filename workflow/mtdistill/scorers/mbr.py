@@ -16,7 +16,7 @@ from sacrebleu.metrics import BLEU, CHRF
 from sacrebleu.metrics.helpers import extract_all_char_ngrams, extract_all_word_ngrams
 from tqdm import tqdm
 
-from .core.nbest import KEYS
+from ..core.nbest import KEYS
 
 METRICS = ("chrf", "bleu")
 _CHRF = CHRF()
@@ -84,7 +84,12 @@ def mbr_utilities(hypotheses: list[str], metric: str) -> np.ndarray:
     return utility.sum(1) / (n - 1)  # same summation as the naive loop, so results match bit for bit
 
 
-def score_mbr(nbest: pd.DataFrame, name: str, metrics=METRICS) -> pd.DataFrame:
+def score_mbr(nbest: pd.DataFrame, sentences, name: str, options) -> pd.DataFrame:
+    """The mbr kind: consensus under every metric."""
+    return consensus_features(nbest, name)
+
+
+def consensus_features(nbest: pd.DataFrame, name: str, metrics=METRICS) -> pd.DataFrame:
     """`KEYS` in `nbest`'s row order plus one `{name}_{metric}` utility column per metric."""
     hypotheses = nbest["hypothesis"].tolist()
     sent_ids = nbest["sent_id"].to_numpy()

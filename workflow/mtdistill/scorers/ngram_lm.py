@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from .core.nbest import KEYS
-from .core.io import InputError
+from ..core.nbest import KEYS
+from ..core.io import InputError
 
 OOV_LOGPROB = math.log(1e-10)  # just below the rarest unigram of en-us.lm.bin (about e^-21.8)
 WORD = re.compile(r"[^\W_]+(?:['-][^\W_]+)*")
@@ -69,8 +69,9 @@ def lm_path(name: str, model_path: str | Path | None) -> Path:
     return Path(model_path)
 
 
-def score_ngram(nbest: pd.DataFrame, name: str, model_path: str | Path | None = None) -> pd.DataFrame:
-    lm = NGramLM(lm_path(name, model_path))
+def score_ngram_lm(nbest: pd.DataFrame, sentences, name: str, options) -> pd.DataFrame:
+    """The LM of `options.model`, else pocketsphinx's own US English one."""
+    lm = NGramLM(lm_path(name, options.model))
     codes, texts = pd.factorize(nbest.hypothesis.fillna(""))  # n-best lists repeat hypotheses: score each once
     scored = [lm.score(text) for text in tqdm(texts, desc=f"{name} n-gram", mininterval=30)]
     scored = np.array(scored, dtype=float).reshape(-1, 3)  # reshape: an empty table still has three columns
