@@ -1,8 +1,8 @@
 """Side-by-side speed of the two inference backends on one model: `transformers` (hf) vs CTranslate2.
 
 Converts the model (`mtdistill.ct2`), then, interleaving the backends rep by rep in one process on
-the CPU: n-best decoding (sentences/s, `decode.translate`) and forced-decoding scoring of those
-n-best lists (hypotheses/s, `score.forced_logprobs`), for each thread count. It also reports how
+the CPU: n-best decoding (sentences/s, `Translator.translate`) and forced-decoding scoring of those
+n-best lists (hypotheses/s, `Translator.forced_logprobs`), for each thread count. It also reports how
 well the backends agree (same top hypothesis, largest score difference), so a faster but different
 result cannot pass for a speed-up.
 
@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtdistill import ct2, decode, models, score
+from mtdistill import models
+from mtdistill.backends import ctranslate2 as ct2
+from mtdistill.backends.hf import HFTranslator
 from mtdistill.core.io import read_table
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -37,21 +39,21 @@ def timed(func):
     return result, time.perf_counter() - started
 
 
-def measure(model, tokenizer, translator, sources: list[str], threads: int, args) -> list[dict]:
+def measure(reference, translator, sources: list[str], threads: int, args) -> list[dict]:
     """Rows of sentences/s and hypotheses/s of both backends at one thread count (median of the reps)."""
     torch.set_num_threads(threads)
     options = {"beam": args.beam, "nbest": args.nbest, "batch_size": args.batch_size, "max_len_a": args.max_len_a,
                "max_len_b": args.max_len_b}
     seconds = {key: [] for key in ("hf decode", "ct2 decode", "hf score", "ct2 score")}
     for rep in range(args.reps):
-        hf, t = timed(lambda: decode.translate(model, tokenizer, sources, **options))
+        hf, t = timed(lambda: reference.translate(sources, **options))
         seconds["hf decode"].append(t)
-        fast, t = timed(lambda: decode.translate(translator, tokenizer, sources, **options))
+        fast, t = timed(lambda: translator.translate(sources, **options))
         seconds["ct2 decode"].append(t)
         outputs = [[h for h, _ in nbest] for nbest in hf]
-        hf_scores, t = timed(lambda: score.forced_logprobs(model, tokenizer, sources, outputs, args.score_batch_size))
+        hf_scores, t = timed(lambda: reference.forced_logprobs(sources, outputs, args.score_batch_size))
         seconds["hf score"].append(t)
-        fast_scores, t = timed(lambda: score.forced_logprobs(translator, tokenizer, sources, outputs, args.score_batch_size))
+        fast_scores, t = timed(lambda: translator.forced_logprobs(sources, outputs, args.score_batch_size))
         seconds["ct2 score"].append(t)
     hypotheses = sum(map(len, outputs))
     same_top = float(np.mean([a[0][0] == b[0][0] for a, b in zip(hf, fast)]))
@@ -93,14 +95,15 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     sources = list(read_table(args.input).source[: args.sentences])
     model, tokenizer = models.load(args.model)
+    reference = HFTranslator(model, tokenizer)
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         converted = ct2.convert(args.model, Path(tmp) / "ct2")
         for threads in args.threads:
-            translator, _ = ct2.load(converted, threads=threads)
-            decode.translate(translator, tokenizer, sources[:8], beam=args.beam, nbest=args.nbest)  # warm-up
-            decode.translate(model, tokenizer, sources[:8], beam=args.beam, nbest=args.nbest)
-            rows.extend(measure(model, tokenizer, translator, sources, threads, args))
+            translator = ct2.load(converted, threads=threads)
+            translator.translate(sources[:8], beam=args.beam, nbest=args.nbest)  # warm-up
+            reference.translate(sources[:8], beam=args.beam, nbest=args.nbest)
+            rows.extend(measure(reference, translator, sources, threads, args))
             del translator
     meta = {"machine": platform.processor() or platform.machine(), "device": str(next(model.parameters()).device),
             "ctranslate2_device": ct2.device(), "model": args.model,

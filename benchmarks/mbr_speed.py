@@ -1,4 +1,4 @@
-"""Side-by-side speed of MBR consensus scoring: sacrebleu's per-pair `sentence_score` loop vs `mtdistill.mbr`.
+"""Side-by-side speed of MBR consensus scoring: sacrebleu's per-pair `sentence_score` loop vs `mtdistill.scorers.mbr`.
 
 Builds synthetic n-best lists (seeded word drops, swaps, substitutions and punctuation edits of
 Bible-like sentences), times both on the same subset, checks they agree, and extrapolates to 16 x 10,000.
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from mtdistill.mbr import mbr_utilities, score_mbr
+from mtdistill.scorers.mbr import consensus_features, mbr_utilities
 from sacrebleu.metrics import BLEU, CHRF
 
 OUT = Path(__file__).resolve().parent / "results" / "mbr_speed.json"
@@ -80,7 +80,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sentences", type=int, default=200, help="subset timed with both implementations")
     p.add_argument("--hypotheses", type=int, default=16)
-    p.add_argument("--full-sentences", type=int, default=10_000, help="cached-only run through score_mbr; 0 skips it")
+    p.add_argument("--full-sentences", type=int, default=10_000, help="cached-only run through consensus_features; 0 skips it")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--out", type=Path, default=OUT)
     args = p.parse_args()
@@ -115,10 +115,10 @@ def main() -> None:
         nbest = pd.DataFrame([(s, h, text) for s, hyps in enumerate(full) for h, text in enumerate(hyps)],
                              columns=["sent_id", "hyp_id", "hypothesis"])
         t0 = time.perf_counter()
-        score_mbr(nbest, "mbr")
+        consensus_features(nbest, "mbr")
         elapsed = time.perf_counter() - t0
         result.update(full_sentences=args.full_sentences, full_cached_s=elapsed)
-        print(f"score_mbr on {args.hypotheses} x {args.full_sentences:,}: {elapsed:.1f} s measured")
+        print(f"consensus_features on {args.hypotheses} x {args.full_sentences:,}: {elapsed:.1f} s measured")
 
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")

@@ -24,7 +24,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtdistill import ct2, decode, models
+from mtdistill import models
+from mtdistill.backends import ctranslate2 as ct2
+from mtdistill.backends.hf import HFTranslator
 from mtdistill.core.io import read_table
 
 OUT = Path(__file__).resolve().parent / "results"
@@ -41,9 +43,9 @@ def systems(run: Path, round_: int | None) -> dict[str, Path]:
     return found
 
 
-def throughput(decoder, tokenizer, sources: list[str], beam: int, batch_size: int) -> float:
+def throughput(translator, sources: list[str], beam: int, batch_size: int) -> float:
     started = time.perf_counter()
-    decode.translate(decoder, tokenizer, sources, beam=beam, nbest=1, batch_size=batch_size)
+    translator.translate(sources, beam=beam, nbest=1, batch_size=batch_size)
     return len(sources) / (time.perf_counter() - started)
 
 
@@ -69,13 +71,13 @@ def main(argv=None) -> int:
         for name, path in systems(run, args.round).items():
             model, tokenizer = models.load(path)
             parameters[name] = models.count_parameters(model)
-            translator, _ = ct2.load(ct2.convert(path, Path(tmp) / name), threads=args.threads)
-            decoders[name] = {"hf": (model, tokenizer), "ctranslate2": (translator, tokenizer)}
+            translator = ct2.load(ct2.convert(path, Path(tmp) / name), threads=args.threads)
+            decoders[name] = {"hf": HFTranslator(model, tokenizer), "ctranslate2": translator}
         for _ in range(args.reps):
             for name, backends in decoders.items():
-                for backend, (decoder, tokenizer) in backends.items():
+                for backend, translator in backends.items():
                     for mode, (beam, batch_size) in modes.items():
-                        rate = throughput(decoder, tokenizer, sources, beam, batch_size)
+                        rate = throughput(translator, sources, beam, batch_size)
                         seconds.setdefault((name, backend, mode), []).append(rate)
     rows = []
     for (name, backend, mode), rates in seconds.items():

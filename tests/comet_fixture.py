@@ -1,8 +1,8 @@
 """A tiny, randomly initialised COMET checkpoint built offline at test time (nothing binary committed).
 
-Recipe: shared/research/comet-ctranslate2-recipes.md, Q1. A 200-piece SentencePiece model trained on
-the test's own texts becomes an XLM-R tokenizer; a 2-layer, 64-wide XLM-R config sits beside it, so
-COMET builds its encoder from that directory without weights and without the hub.
+A 200-piece SentencePiece model trained on the test's own texts becomes an XLM-R tokenizer; a 2-layer,
+64-wide XLM-R config sits beside it, so COMET builds its encoder from that directory without weights
+and without the hub.
 """
 
 from __future__ import annotations

@@ -11,8 +11,9 @@ import pytest
 import torch
 import yaml
 from comet_fixture import build_tiny_comet
-from mtdistill.comet_score import load_comet, score_comet
 from mtdistill.core.io import InputError
+from mtdistill.scorers import Options
+from mtdistill.scorers.comet import load_comet, score_comet
 
 GERMAN = [("Der Hund", "The dog"), ("Die Katze", "The cat"), ("Mein Bruder", "My brother"), ("Das Kind", "The child")]
 VERBS = [("sieht", "sees"), ("kauft", "buys"), ("malt", "paints"), ("sucht", "looks for")]
@@ -54,9 +55,14 @@ def assert_scored(scores: pd.DataFrame, nbest: pd.DataFrame, column: str) -> Non
     assert scores[column].nunique() > 1  # a real model, not a constant
 
 
+def comet(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, checkpoint: str, **options) -> pd.DataFrame:
+    """The comet kind with `checkpoint`, 32 segments per batch, on the CPU unless `options` say otherwise."""
+    return score_comet(nbest, sentences, name, Options(**{"model": checkpoint, "batch_size": 32, "gpus": 0, **options}))
+
+
 def test_qe_scores_every_hypothesis_in_order(qe_checkpoint):
     nbest, sentences = tables(references=False)
-    scores = score_comet(nbest, sentences, "kiwi", str(qe_checkpoint))
+    scores = comet(nbest, sentences, "kiwi", str(qe_checkpoint))
     assert len(scores) == len(nbest) == 20
     assert_scored(scores, nbest, "kiwi_score")
     assert ((scores.kiwi_score > 0) & (scores.kiwi_score < 1)).all()  # sigmoid head, as CometKiwi
@@ -65,26 +71,26 @@ def test_qe_scores_every_hypothesis_in_order(qe_checkpoint):
 def test_qe_ignores_references(qe_checkpoint):
     nbest, sentences = tables()
     _, mono = tables(references=False)
-    with_refs = score_comet(nbest, sentences, "kiwi", str(qe_checkpoint))
-    np.testing.assert_array_equal(with_refs.kiwi_score, score_comet(nbest, mono, "kiwi", str(qe_checkpoint)).kiwi_score)
+    with_refs = comet(nbest, sentences, "kiwi", str(qe_checkpoint))
+    np.testing.assert_array_equal(with_refs.kiwi_score, comet(nbest, mono, "kiwi", str(qe_checkpoint)).kiwi_score)
 
 
 def test_reference_based_scores_with_references(ref_checkpoint):
     nbest, sentences = tables()
     model_dir = ref_checkpoint.parents[1]  # a model directory works as well as the .ckpt file
-    scores = score_comet(nbest, sentences, "comet22", str(model_dir))
+    scores = comet(nbest, sentences, "comet22", str(model_dir))
     assert_scored(scores, nbest, "comet22_score")
     # the reference enters the score: swapping in other references changes it
     other = sentences.assign(target=sentences.target.iloc[::-1].to_list())
-    assert not np.allclose(scores.comet22_score, score_comet(nbest, other, "comet22", str(model_dir)).comet22_score)
+    assert not np.allclose(scores.comet22_score, comet(nbest, other, "comet22", str(model_dir)).comet22_score)
 
 
 def test_reference_based_without_references_fails(ref_checkpoint):
     nbest, mono = tables(references=False)
     with pytest.raises(InputError, match="'comet22' is reference-based.*no references"):
-        score_comet(nbest, mono, "comet22", str(ref_checkpoint))
+        comet(nbest, mono, "comet22", str(ref_checkpoint))
     with pytest.raises(InputError, match="'comet22' is reference-based"):
-        score_comet(nbest, mono.drop(columns="target"), "comet22", str(ref_checkpoint))
+        comet(nbest, mono.drop(columns="target"), "comet22", str(ref_checkpoint))
 
 
 def test_missing_checkpoint_names_scorer_and_path(tmp_path):
@@ -93,13 +99,13 @@ def test_missing_checkpoint_names_scorer_and_path(tmp_path):
         load_comet(str(missing), "kiwi")
     nbest, sentences = tables()
     with pytest.raises(InputError, match=rf"'kiwi'.*{tmp_path / 'nowhere'}"):
-        score_comet(nbest, sentences, "kiwi", str(tmp_path / "nowhere"))
+        comet(nbest, sentences, "kiwi", str(tmp_path / "nowhere"))
 
 
 def test_more_than_one_gpu_is_refused(qe_checkpoint):
     nbest, sentences = tables()
     with pytest.raises(InputError, match="'kiwi'.*one GPU"):
-        score_comet(nbest, sentences, "kiwi", str(qe_checkpoint), gpus=2)
+        comet(nbest, sentences, "kiwi", str(qe_checkpoint), gpus=2)
 
 
 def test_unreadable_checkpoint_names_scorer_path_and_cause(tmp_path, qe_checkpoint):
@@ -113,11 +119,11 @@ def test_unreadable_checkpoint_names_scorer_path_and_cause(tmp_path, qe_checkpoi
 def test_moved_encoder_loads_with_override(tmp_path):
     checkpoint = build_tiny_comet(tmp_path / "built", TEXTS, "qe")
     nbest, sentences = tables(sources=2, hyps=3, references=False)
-    before = score_comet(nbest, sentences, "kiwi", str(checkpoint)).kiwi_score
+    before = comet(nbest, sentences, "kiwi", str(checkpoint)).kiwi_score
     moved = shutil.move(tmp_path / "built" / "encoder", tmp_path / "elsewhere")
     with pytest.raises(InputError, match=rf"'kiwi': cannot load COMET checkpoint {checkpoint}"):
         load_comet(str(checkpoint), "kiwi")
-    after = score_comet(nbest, sentences, "kiwi", str(checkpoint), encoder=str(moved)).kiwi_score
+    after = comet(nbest, sentences, "kiwi", str(checkpoint), encoder=str(moved)).kiwi_score
     np.testing.assert_array_equal(before, after)
     with pytest.raises(InputError, match="'kiwi'.*encoder directory"):
         load_comet(str(checkpoint), "kiwi", encoder=str(tmp_path / "gone"))
@@ -134,15 +140,15 @@ def test_hub_id_encoder_needs_local_override(tmp_path, ref_checkpoint):
     with pytest.raises(InputError, match="'comet22': cannot load COMET checkpoint.*local XLM-R tokenizer"):
         load_comet(str(checkpoint), "comet22")
     nbest, sentences = tables(sources=2, hyps=3)
-    expected = score_comet(nbest, sentences, "comet22", str(ref_checkpoint)).comet22_score
+    expected = comet(nbest, sentences, "comet22", str(ref_checkpoint)).comet22_score
     encoder = str(ref_checkpoint.parents[2] / "encoder")
-    np.testing.assert_array_equal(expected, score_comet(nbest, sentences, "comet22", str(checkpoint), encoder=encoder).comet22_score)
+    np.testing.assert_array_equal(expected, comet(nbest, sentences, "comet22", str(checkpoint), encoder=encoder).comet22_score)
 
 
 @pytest.mark.parametrize("kind", ["qe", "ref"])
 def test_scores_are_deterministic(kind, qe_checkpoint, ref_checkpoint):
     checkpoint = str(qe_checkpoint if kind == "qe" else ref_checkpoint)
     nbest, sentences = tables(sources=6, hyps=5)
-    first = score_comet(nbest, sentences, "c", checkpoint, batch_size=32).c_score
-    np.testing.assert_array_equal(first, score_comet(nbest, sentences, "c", checkpoint, batch_size=32).c_score)
-    np.testing.assert_allclose(first, score_comet(nbest, sentences, "c", checkpoint, batch_size=3).c_score, atol=1e-6, rtol=0)
+    first = comet(nbest, sentences, "c", checkpoint, batch_size=32).c_score
+    np.testing.assert_array_equal(first, comet(nbest, sentences, "c", checkpoint, batch_size=32).c_score)
+    np.testing.assert_allclose(first, comet(nbest, sentences, "c", checkpoint, batch_size=3).c_score, atol=1e-6, rtol=0)

@@ -9,8 +9,11 @@ import pandas as pd
 import pytest
 import torch
 
-from mtdistill import ct2, decode, models, score
+from mtdistill import backends, ct2, decode, models
+from mtdistill.backends import ctranslate2
+from mtdistill.backends.hf import HFTranslator
 from mtdistill.core import tokens
+from mtdistill.scorers import score
 from mtdistill.core.io import InputError, read_table
 
 # HF's beam search keeps <pad> in its softmax, CTranslate2 has none: beam scores differ by
@@ -43,24 +46,24 @@ def held_out(data_dir) -> pd.DataFrame:
 def test_conversion_is_self_contained_and_atomic(ct2_teacher, teacher_dir):
     names = {p.name for p in ct2_teacher.iterdir()}
     assert {"model.bin", "config.json", "shared_vocabulary.json", "source.spm", "target.spm", "vocab.json",
-            "tokenizer_config.json", ct2.MANIFEST} <= names
+            "tokenizer_config.json", ctranslate2.MANIFEST} <= names
     assert not [p for p in ct2_teacher.parent.iterdir() if p.name.startswith(".")]  # no temp dir left behind
-    translator, tokenizer = ct2.load(ct2_teacher)
+    tokenizer = ctranslate2.load(ct2_teacher).tokenizer
     _, hf_tokenizer = models.load(teacher_dir)
     # CTranslate2 drops the trailing <pad> from the vocabulary, and only that
     vocabulary = json.loads((ct2_teacher / "shared_vocabulary.json").read_text())
     assert vocabulary == hf_tokenizer.convert_ids_to_tokens(list(range(len(hf_tokenizer) - 1)))
     assert tokenizer("Und Gott sprach.")["input_ids"] == hf_tokenizer("Und Gott sprach.")["input_ids"]
-    assert json.loads((ct2_teacher / ct2.MANIFEST).read_text())["source"] == str(teacher_dir)
+    assert json.loads((ct2_teacher / ctranslate2.MANIFEST).read_text())["source"] == str(teacher_dir)
 
 
 def test_nbest_lists_agree_with_transformers(ct2_teacher, teacher_dir, held_out):
-    model, tokenizer = models.load(teacher_dir)
-    translator, _ = models.load_translator(ct2_teacher, "ctranslate2")
+    model = backends.load(teacher_dir)
+    translator = backends.load(ct2_teacher, "ctranslate2")
     options = {"beam": 4, "nbest": 4, "batch_size": 16, "max_len_a": 1.2, "max_len_b": 5}
     sources = list(held_out.source)
-    hf = decode.translate(model, tokenizer, sources, **options)
-    fast = decode.translate(translator, tokenizer, sources, **options)
+    hf = model.translate(sources, **options)
+    fast = translator.translate(sources, **options)
     assert len(fast) == len(sources) and all(len(n) == 4 for n in fast)
     same_top = np.mean([a[0][0] == b[0][0] for a, b in zip(hf, fast)])
     assert same_top >= 0.95, same_top
@@ -71,8 +74,8 @@ def test_nbest_lists_agree_with_transformers(ct2_teacher, teacher_dir, held_out)
     for nbest in fast:  # best first, scores are length-normalised log-probs
         scores = [s for _, s in nbest]
         assert scores == sorted(scores, reverse=True) and all(-20 < s < 0 for s in scores)
-    greedy_hf = decode.best_translations(model, tokenizer, sources, beam=1)
-    greedy_fast = decode.best_translations(translator, tokenizer, sources, beam=1)
+    greedy_hf = model.best_translations(sources, beam=1)
+    greedy_fast = translator.best_translations(sources, beam=1)
     assert np.mean([a == b for a, b in zip(greedy_hf, greedy_fast)]) >= 0.95
 
 
@@ -93,8 +96,7 @@ def test_decode_step_with_either_backend(ct2_teacher, teacher_dir, data_dir, tmp
 def hypotheses(data_dir, teacher_dir) -> tuple[pd.DataFrame, pd.DataFrame]:
     """An n-best table of the teacher's own 4-best lists plus each reference (a hypothesis it did not find)."""
     sentences = read_table(data_dir / "tune.parquet")
-    model, tokenizer = models.load(teacher_dir)
-    nbest = decode.translate(model, tokenizer, list(sentences.source), beam=4, nbest=4)
+    nbest = backends.load(teacher_dir).translate(list(sentences.source), beam=4, nbest=4)
     rows = [(sent_id, k, text) for sent_id, lst, ref in zip(sentences.sent_id, nbest, sentences.target)
             for k, text in enumerate([h for h, _ in lst] + [ref])]
     return pd.DataFrame(rows, columns=["sent_id", "hyp_id", "hypothesis"]), sentences
@@ -105,10 +107,10 @@ def test_forced_decoding_scores_agree(kind, work, teacher_dir, backward_dir, r2l
     model_dir = {"forced_decoding": teacher_dir, "backward": backward_dir, "r2l": r2l_dir}[kind]
     converted = work / "ct2" / model_dir.name
     if not converted.exists():
-        ct2.convert(model_dir, converted)
+        ctranslate2.convert(model_dir, converted)
     nbest, sentences = hypotheses
-    hf = score.score(kind, nbest, sentences, "s", str(model_dir), batch_size=8)
-    fast = score.score(kind, nbest, sentences, "s", str(converted), batch_size=8, backend="ctranslate2")
+    hf = score(kind, nbest, sentences, "s", model=str(model_dir), batch_size=8)
+    fast = score(kind, nbest, sentences, "s", model=str(converted), batch_size=8, backend="ctranslate2")
     assert list(fast.columns) == list(hf.columns)
     assert (fast[["sent_id", "hyp_id"]].values == hf[["sent_id", "hyp_id"]].values).all()
     np.testing.assert_allclose(fast.s_logprob, hf.s_logprob, atol=FORCED_TOLERANCE, rtol=0)
@@ -120,10 +122,10 @@ def test_forced_decoding_scores_agree(kind, work, teacher_dir, backward_dir, r2l
 
 def test_forced_score_is_beam_score_times_length(ct2_teacher, teacher_dir, data_dir):
     """CTranslate2's beam score of a finished hypothesis is its score_batch log-prob over its token count."""
-    translator, tokenizer = ct2.load(ct2_teacher)
+    translator = ctranslate2.load(ct2_teacher)
     sentences = list(read_table(data_dir / "tune.parquet").source)
-    nbest = ct2.translate(translator, tokenizer, sentences, beam=4, nbest=4, max_len_a=3, max_len_b=20)
-    scored = ct2.forced_logprobs(translator, tokenizer, sentences, [[h for h, _ in lst] for lst in nbest])
+    nbest = translator.translate(sentences, beam=4, nbest=4, max_len_a=3, max_len_b=20)
+    scored = translator.forced_logprobs(sentences, [[h for h, _ in lst] for lst in nbest])
     beam = [s for lst in nbest for _, s in lst]
     # round trips through detokenisation can change a few token sequences; nearly all must match
     close = [abs(b - logprob / count) < 1e-4 for b, (logprob, count) in zip(beam, scored)]
@@ -133,20 +135,21 @@ def test_forced_score_is_beam_score_times_length(ct2_teacher, teacher_dir, data_
 def test_r2l_round_trip(work, r2l_dir, data_dir):
     converted = work / "ct2" / r2l_dir.name
     if not converted.exists():
-        ct2.convert(r2l_dir, converted)
-    translator, tokenizer = ct2.load(converted)
+        ctranslate2.convert(r2l_dir, converted)
+    translator = ctranslate2.load(converted)
+    tokenizer = translator.tokenizer
     # reversed tokens come back in reading order
     targets = list(read_table(data_dir / "tune.parquet").target)
     for text, ids in zip(targets, tokens.target_ids(tokenizer, targets, 256, reverse=True)):
-        assert ct2.text_of(tokenizer, tokenizer.convert_ids_to_tokens(ids[:-1]), r2l=True) == tokenizer.decode(
+        assert ctranslate2.text_of(tokenizer, tokenizer.convert_ids_to_tokens(ids[:-1]), r2l=True) == tokenizer.decode(
             tokens.target_ids(tokenizer, [text], 256)[0], skip_special_tokens=True)
     model, _ = models.load(r2l_dir)
     sources = list(read_table(data_dir / "tune.parquet").source)
-    hf = decode.translate(model, tokenizer, sources, beam=4, nbest=2, max_len_a=1.2, max_len_b=5, r2l=True)
-    fast = decode.translate(translator, tokenizer, sources, beam=4, nbest=2, max_len_a=1.2, max_len_b=5, r2l=True)
+    hf = HFTranslator(model, tokenizer).translate(sources, beam=4, nbest=2, max_len_a=1.2, max_len_b=5, r2l=True)
+    fast = translator.translate(sources, beam=4, nbest=2, max_len_a=1.2, max_len_b=5, r2l=True)
     assert np.mean([a[0][0] == b[0][0] for a, b in zip(hf, fast)]) >= 0.95
     # read left to right, the R2L output is not its own token reversal
-    forward = ct2.translate(translator, tokenizer, sources, beam=4, nbest=1, max_len_a=1.2, max_len_b=5)
+    forward = translator.translate(sources, beam=4, nbest=1, max_len_a=1.2, max_len_b=5)
     assert sum(a[0][0] != b[0][0] for a, b in zip(forward, fast)) > len(sources) // 2
 
 
@@ -156,11 +159,11 @@ def test_missing_or_wrong_model_is_named(tmp_path, teacher_dir, capsys):
     assert f"{missing}: not a Hugging Face model directory" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
     with pytest.raises(InputError, match=rf"scorer 'x': {missing}: directory not found"):
-        models.load_translator(missing, "ctranslate2", "scorer 'x'")
+        backends.load(missing, "ctranslate2", "scorer 'x'")
     with pytest.raises(InputError, match="not a CTranslate2 model"):
-        ct2.load(teacher_dir)
+        ctranslate2.load(teacher_dir)
     with pytest.raises(InputError, match="unknown backend 'onnx'"):
-        models.load_translator(teacher_dir, "onnx")
+        backends.load(teacher_dir, "onnx")
 
 
 def test_nonzero_start_embedding_is_refused(teacher_dir, tmp_path):
@@ -170,7 +173,7 @@ def test_nonzero_start_embedding_is_refused(teacher_dir, tmp_path):
         model.get_input_embeddings().weight[tokenizer.pad_token_id] += 0.1
     models.save(model, tokenizer, tmp_path / "moved")
     with pytest.raises(InputError, match=r"moved: the decoder start token's embedding \(id \d+\) is not zero"):
-        ct2.convert(tmp_path / "moved", tmp_path / "out")
+        ctranslate2.convert(tmp_path / "moved", tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 

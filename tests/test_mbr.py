@@ -1,4 +1,4 @@
-"""mtdistill.mbr must reproduce sacrebleu's per-pair sentence_score loop exactly, only faster."""
+"""mtdistill.scorers.mbr must reproduce sacrebleu's per-pair sentence_score loop exactly, only faster."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from mtdistill.core.nbest import KEYS
-from mtdistill.mbr import mbr_utilities, score_mbr
+from mtdistill.scorers import Options
+from mtdistill.scorers.mbr import consensus_features, mbr_utilities, score_mbr
 from sacrebleu.metrics import BLEU, CHRF
 
 SACREBLEU = {"chrf": CHRF(), "bleu": BLEU(effective_order=True)}
@@ -101,7 +102,7 @@ def test_score_mbr_keeps_rows_and_names_columns():
     nbest = pd.DataFrame(rows, columns=["sent_id", "hyp_id", "hypothesis"], index=range(100, 100 + len(rows)))
     nbest["score"] = -1.0  # other columns are not carried over
 
-    features = score_mbr(nbest, "cons")
+    features = score_mbr(nbest, None, "cons", Options())
 
     assert list(features.columns) == [*KEYS, "cons_chrf", "cons_bleu"]
     assert features[KEYS].values.tolist() == nbest[KEYS].values.tolist()
@@ -115,6 +116,6 @@ def test_score_mbr_keeps_rows_and_names_columns():
 
 def test_score_mbr_metric_subset_and_empty_table():
     nbest = pd.DataFrame({"sent_id": [0, 0], "hyp_id": [0, 1], "hypothesis": ["a b c", "a b d"]})
-    assert list(score_mbr(nbest, "m", metrics=("bleu",)).columns) == [*KEYS, "m_bleu"]
-    empty = score_mbr(nbest.iloc[:0], "m")
+    assert list(consensus_features(nbest, "m", metrics=("bleu",)).columns) == [*KEYS, "m_bleu"]
+    empty = score_mbr(nbest.iloc[:0], None, "m", Options())
     assert list(empty.columns) == [*KEYS, "m_chrf", "m_bleu"] and len(empty) == 0

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtdistill import decode, merge_nbest, models, score
+from mtdistill import decode, merge_nbest, models
+from mtdistill import score as score_step
 from mtdistill.core import tokens
 from mtdistill.core.io import read_table
+from mtdistill.scorers import score
 
 
 def shuffled(text: str, rng: np.random.Generator) -> str:
@@ -44,7 +46,7 @@ def fluent_wins(features: pd.DataFrame, column: str) -> float:
 @pytest.mark.parametrize("kind, model", [("forced_decoding", "teacher"), ("r2l", "r2l"), ("lm", "lm")])
 def test_reference_outscores_its_shuffled_copy(kind, model, request, reference_vs_shuffled, held_out):
     model_dir = request.getfixturevalue(f"{model}_dir")
-    features = score.score(kind, reference_vs_shuffled, held_out, kind, str(model_dir), batch_size=8)
+    features = score(kind, reference_vs_shuffled, held_out, kind, model=str(model_dir), batch_size=8)
     assert list(features.columns[:2]) == ["sent_id", "hyp_id"] and len(features) == len(reference_vs_shuffled)
     assert fluent_wins(features, f"{kind}_logprob_per_token") >= 0.85
 
@@ -53,15 +55,15 @@ def test_backward_model_prefers_the_fluent_source(backward_dir, held_out):
     """log p(source | reference) beats log p(shuffled source | reference)."""
     rng = np.random.default_rng(1)
     nbest = held_out[["sent_id"]].assign(hyp_id=0, hypothesis=held_out.target)
-    fluent = score.score("backward", nbest, held_out, "bw", str(backward_dir), batch_size=32)
-    scrambled = score.score("backward", nbest, held_out.assign(source=[shuffled(s, rng) for s in held_out.source]),
-                            "bw", str(backward_dir), batch_size=32)
+    fluent = score("backward", nbest, held_out, "bw", model=str(backward_dir), batch_size=32)
+    scrambled = score("backward", nbest, held_out.assign(source=[shuffled(s, rng) for s in held_out.source]),
+                      "bw", model=str(backward_dir), batch_size=32)
     assert "bw_tokens" not in fluent  # the source length is the same for every hypothesis of a list
     assert (fluent.bw_logprob.to_numpy() > scrambled.bw_logprob.to_numpy()).mean() >= 0.85
 
 
 def test_ngram_lm_prefers_fluent_english(reference_vs_shuffled, held_out):
-    features = score.score("ngram_lm", reference_vs_shuffled, held_out, "ngram")
+    features = score("ngram_lm", reference_vs_shuffled, held_out, "ngram")
     assert fluent_wins(features, "ngram_logprob") >= 0.9
 
 
@@ -94,11 +96,12 @@ def test_r2l_decoding_and_scoring_agree(merged, data_dir, r2l_dir):
     them again and must reproduce the beam's length-normalised log-probability."""
     lists, _ = merged
     nbest = lists["r2l"]
-    features = score.score("r2l", nbest, read_table(data_dir / "tune.parquet"), "r2l", str(r2l_dir), batch_size=8)
+    features = score("r2l", nbest, read_table(data_dir / "tune.parquet"), "r2l", model=str(r2l_dir), batch_size=8)
     joined = nbest.merge(features, on=["sent_id", "hyp_id"], validate="one_to_one")
     assert np.isclose(joined.score, joined.r2l_logprob_per_token, atol=0.05).mean() > 0.8
     # read without reversal, the same hypotheses score far worse under the R2L model
-    plain = score.score("forced_decoding", nbest, read_table(data_dir / "tune.parquet"), "plain", str(r2l_dir), batch_size=8)
+    plain = score("forced_decoding", nbest, read_table(data_dir / "tune.parquet"), "plain", model=str(r2l_dir),
+                  batch_size=8)
     assert (plain.plain_logprob.to_numpy() < features.r2l_logprob.to_numpy()).mean() > 0.9
 
 
@@ -124,7 +127,7 @@ def test_missing_scorer_model_names_scorer_and_path(tmp_path, reference_vs_shuff
     held_out.to_parquet(sentences)
     for kind in ["r2l", "backward", "lm"]:
         missing = tmp_path / f"no-{kind}-model"
-        code = score.main(["--name", f"my_{kind}", "--kind", kind, "--model", str(missing), "--nbest", str(nbest),
+        code = score_step.main(["--name", f"my_{kind}", "--kind", kind, "--model", str(missing), "--nbest", str(nbest),
                            "--sources", str(sentences), "--out", str(tmp_path / "out.parquet")])
         err = capsys.readouterr().err
         assert code == 2 and f"my_{kind}" in err and str(missing) in err
