@@ -8,13 +8,18 @@
 
 from snakemake.utils import min_version, validate
 
+from mtdistill import plan
+
 min_version("9.0")
 
 
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The schema's enums with the names an installed extension registers (mtdistill.plan.schema).
+plan.refuse_renamed(config)
+with plan.schema_file() as schema:
+    validate(config, schema)
 
 
 report: "workflow/report/workflow.rst"

@@ -6,6 +6,10 @@ example configs must be identical too.
 
     python benchmarks/same_outputs.py --commit 0661d7b          # baseline commit vs working tree
     python benchmarks/same_outputs.py --commit 0661d7b --dry-run-only
+    python benchmarks/same_outputs.py --commit 0661d7b --renamed train_variant=train_objective ...
+
+`--renamed OLD=NEW` (repeatable) replaces OLD with NEW in the baseline's job lists before they are
+compared, so an agreed rename (a rule, a step module, a wildcard) is the only difference it forgives.
 
 Each run lives in runs/same-outputs/<name>/ and is reused when finished (delete it to redo it), so
 the baseline is computed once. The working tree's run is always redone.
@@ -89,7 +93,9 @@ def job_list(source: Path, configfile: Path, rundir: Path) -> list[str]:
                              check=True, env=env, capture_output=True, text=True).stdout
     jobs, current = [], None
     for line in printed.splitlines():
-        if line.startswith(("rule ", "checkpoint ", "localrule ", "localcheckpoint ")):
+        if line.startswith("Job stats:"):  # the summary table, whose column width follows the rule names
+            current = None
+        elif line.startswith(("rule ", "checkpoint ", "localrule ", "localcheckpoint ")):
             current = [line]
             jobs.append(current)
         elif current is not None and line.strip().startswith(("wildcards:", "output:")):
@@ -106,6 +112,23 @@ def job_lists(commit: str | None, root: Path, name: str) -> dict[str, list[str]]
     if not source.exists() or not commit:
         source_tree(commit, source)
     return {path.name: job_list(source, path, root / name / "dry-run") for path in dry_run_configs(source)}
+
+
+def renamed(jobs: dict[str, list[str]], renames: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """The job lists with every OLD replaced by NEW, in the order the renames are given."""
+    def rename(job: str) -> str:
+        for old, new in renames:
+            job = job.replace(old, new)
+        return job
+
+    return {config: sorted(map(rename, listed)) for config, listed in jobs.items()}
+
+
+def rename_pair(text: str) -> tuple[str, str]:
+    old, sep, new = text.partition("=")
+    if not sep or not old:
+        raise argparse.ArgumentTypeError(f"{text!r} is not OLD=NEW")
+    return old, new
 
 
 def report_bytes(results: Path) -> bytes:
@@ -143,11 +166,16 @@ def main(argv=None) -> int:
     parser.add_argument("--root", type=Path, default=REPO / "runs" / "same-outputs")
     parser.add_argument("--cores", type=int, default=2)
     parser.add_argument("--dry-run-only", action="store_true", help="compare the dry-run job lists only")
+    parser.add_argument("--renamed", type=rename_pair, action="append", default=[], metavar="OLD=NEW",
+                        help="an agreed rename: OLD becomes NEW in the baseline's job lists (repeatable)")
     args = parser.parse_args(argv)
     commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", args.commit], check=True, capture_output=True,
                             text=True).stdout.strip()
     name = args.against or "working-tree"
     before_jobs, after_jobs = job_lists(commit, args.root, commit[:12]), job_lists(args.against, args.root, name)
+    before_jobs = renamed(before_jobs, args.renamed)
+    for old, new in args.renamed:
+        print(f"renamed: {old} -> {new}")
     different = [config for config in before_jobs if before_jobs[config] != after_jobs.get(config)]
     for config, jobs in before_jobs.items():
         print(f"dry run {config}: {len(jobs)} jobs, {'DIFFERENT' if config in different else 'identical'}")

@@ -6,9 +6,8 @@ import copy
 
 import pytest
 
-from conftest import tiny_config
+from helpers import planned_jobs, tiny_config
 from mtdistill import objectives
-from test_workflow import planned_jobs
 
 
 def jobs_of(tmp_path, config, rule):
@@ -28,7 +27,7 @@ def planned(tmp_path_factory):
     student["systems"] = [*student["systems"], "top1-bitext"]
     student["init"] = "spaced"
     student["replicas"] = {"systems": ["top1-both"], "seeds": [7]}
-    student["variants"] = [
+    student["objectives"] = [
         {"name": "skd", "objective": "skd", "labels": "top1-both", "init": "top1-both", "k": 25,
          "train": {"max_steps": 4}},
         {"name": "skdlr", "objective": "skd", "labels": "top1-both", "init": "top1-both", "train": {"lr": 0.0003}},
@@ -46,19 +45,19 @@ def planned(tmp_path_factory):
     return config, by_rule
 
 
-def test_skd_and_supervised_kd_default_to_the_papers_lr_unless_the_variant_says(planned):
+def test_skd_and_supervised_kd_default_to_the_papers_lr_unless_the_entry_says(planned):
     config, jobs = planned
     assert config["student"]["train"]["lr"] != 1e-5
-    options = {key[-1]: job.params.options for key, job in jobs["train_variant"].items()}
+    options = {key[-1]: job.params.options for key, job in jobs["train_objective"].items()}
     assert float(option(options["skd"], "--lr")) == 1e-5 and float(option(options["supkd"], "--lr")) == 1e-5
-    assert float(option(options["skdlr"], "--lr")) == 3e-4  # the variant's own train.lr
+    assert float(option(options["skdlr"], "--lr")) == 3e-4  # the entry's own train.lr
     assert float(option(options["wordkd"], "--lr")) == config["student"]["train"]["lr"]  # not an SKD objective
 
 
 def test_recipes_name_the_papers_students(planned):
     _, jobs = planned
-    variants = {key[-1]: job for key, job in jobs["train_variant"].items()}
-    wordkd, supkdref = variants["wordkd"], variants["supkdref"]
+    students = {key[-1]: job for key, job in jobs["train_objective"].items()}
+    wordkd, supkdref = students["wordkd"], students["supkdref"]
     assert option(wordkd.params.options, "--objective") == "word_kd"
     assert [str(f) for f in wordkd.input.labels] == ["results/round1/labels/ref/bitext.parquet"]
     assert option(supkdref.params.options, "--objective") == "supervised_kd"
@@ -71,7 +70,7 @@ def test_decode_length_limits_reach_evaluation_and_skd_generation(planned):
     _, jobs = planned
     for job in jobs["evaluate"].values():
         assert "--max-len-a 1.25 --max-len-b 7" in job.params.lengths
-    options = {key[-1]: job.params.options for key, job in jobs["train_variant"].items()}
+    options = {key[-1]: job.params.options for key, job in jobs["train_objective"].items()}
     assert "--max-len-a 1.25 --max-len-b 7" in options["skd"]
     assert "--max-len-a" not in options["supkd"]  # supervised KD generates nothing
 
@@ -79,12 +78,12 @@ def test_decode_length_limits_reach_evaluation_and_skd_generation(planned):
 def test_the_topk_cache_covers_the_longest_training_labels(planned):
     _, jobs = planned
     (job,) = jobs["teacher_topk"].values()
-    assert job.params.max_len == 80  # the word_kd variant's max_len, over student.train's 64
+    assert job.params.max_len == 80  # the word_kd entry's max_len, over student.train's 64
 
 
 def test_k_auto_waits_for_the_acceptance_sweep_of_its_warm_start(planned):
     _, jobs = planned
-    job = next(job for key, job in jobs["train_variant"].items() if key[-1] == "skdauto")
+    job = next(job for key, job in jobs["train_objective"].items() if key[-1] == "skdauto")
     assert str(job.input.acceptance) == "results/round1/skd/acceptance.top1-bitext.json"
     assert "--k auto" in job.params.options and f"--acceptance {job.input.acceptance}" in job.params.options
     assert ("1", "top1-bitext") in jobs["skd_acceptance"]
@@ -101,7 +100,7 @@ def test_replicas_train_with_their_own_seed_and_init_is_passed(planned):
 
 def test_self_training_mixes_the_bitext_and_keeps_the_better_model(planned):
     _, jobs = planned
-    for key, job in jobs["finetune_teacher"].items():
+    for key, job in jobs["finetune_decoders"].items():
         assert str(job.input.mix) == "results/data/train.parquet"
         assert f"--mix {job.input.mix}" in job.params.options and "--eval-at-start" in job.params.options
         assert option(job.params.options, "--select-by") == ("bleu" if key[-1] == "teacher" else "loss")
@@ -113,7 +112,7 @@ def test_comparisons_reach_the_paired_bootstrap(planned):
     assert job.params.comparisons == "top1-both:ref-bitext"
 
 
-@pytest.mark.parametrize("variant, key", [
+@pytest.mark.parametrize("entry, key", [
     ({"name": "v", "objective": "skd", "labels": "top1-both", "alpha": 0.5}, "alpha"),
     ({"name": "v", "objective": "word_kd", "labels": "top1-both", "k": 5}, "k"),
     ({"name": "v", "objective": "word_kd", "labels": "top1-both", "gamma": 2}, "gamma"),
@@ -121,13 +120,13 @@ def test_comparisons_reach_the_paired_bootstrap(planned):
     ({"name": "v", "objective": "prune", "labels": "top1-both", "tau": 2.0}, "tau"),
     ({"name": "v", "recipe": "skd", "prune": 0.5}, "prune"),
 ])
-def test_a_key_the_objective_does_not_use_is_refused(variant, key):
-    with pytest.raises(ValueError, match=rf"config key student\.variants\[3\]\.{key}: objective \w+ does not use it"):
-        objectives.check(variant, "student.variants[3]")
+def test_a_key_the_objective_does_not_use_is_refused(entry, key):
+    with pytest.raises(ValueError, match=rf"config key student\.objectives\[3\]\.{key}: objective \w+ does not use it"):
+        objectives.check(entry, "student.objectives[3]")
 
 
-def test_the_workflow_refuses_an_unused_variant_key(tmp_path):
+def test_the_workflow_refuses_an_unused_objective_key(tmp_path):
     config = tiny_config()
-    config["student"]["variants"] = [{"name": "v", "objective": "skd", "labels": "top1-both", "alpha": 0.5}]
-    with pytest.raises(Exception, match=r"student\.variants\[0\]\.alpha"):
+    config["student"]["objectives"] = [{"name": "v", "objective": "skd", "labels": "top1-both", "alpha": 0.5}]
+    with pytest.raises(Exception, match=r"student\.objectives\[0\]\.alpha"):
         planned_jobs(tmp_path, copy.deepcopy(config))

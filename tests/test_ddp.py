@@ -7,10 +7,13 @@ import json
 import subprocess
 import sys
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import SKD_OPTIONS, resume_check, student_arch
+from helpers import SKD_OPTIONS, resume_check, student_arch
+
+pytestmark = pytest.mark.slow  # torchrun processes, each model trained twice
 
 TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
 

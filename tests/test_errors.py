@@ -7,7 +7,7 @@ import sys
 
 import yaml
 
-from conftest import REPO, data_spec
+from helpers import REPO, data_spec
 
 
 def prepare(tmp_path, config, capsys) -> str:

@@ -7,10 +7,9 @@ import json
 import pytest
 import yaml
 
-from conftest import tiny_config
+from helpers import planned_jobs, tiny_config
 from mtdistill import estimate
 from mtdistill.core.io import InputError
-from test_workflow import planned_jobs
 
 # Fake measured run: seconds per benchmark file, and the run's sentence counts.
 STATS = {"tune": 50, "dev": 50, "test": 100, "bitext": 80, "mono": 40, "train": 1000, "lm": 2000}
@@ -137,7 +136,7 @@ def test_unmeasured_rules_are_reported_not_guessed(result):
     rules = result.rules.set_index("rule")
     assert rules.loc["figures"].unmeasured == rules.loc["figures"].jobs == 1
     assert rules.loc["figures"].hours != rules.loc["figures"].hours  # NaN: no number made up
-    assert {"figures", "finetune_teacher", "train_student"} <= set(result.totals["unmeasured_rules"])
+    assert {"figures", "finetune_decoders", "train_student"} <= set(result.totals["unmeasured_rules"])
     assert "train_teacher" not in result.totals["unmeasured_rules"]
     unmeasured = result.jobs.basis == "unmeasured"
     assert result.totals["unmeasured_jobs"] == unmeasured.sum() > 0

@@ -242,8 +242,7 @@ def test_report_has_ter_speedups_and_significance(tmp_path, data_dir, test_table
 
 
 def test_dag_compares_the_systems_of_every_student_round(tmp_path):
-    from conftest import tiny_config
-    from test_workflow import dry_run_dag
+    from helpers import dry_run_dag, tiny_config
 
     config = tiny_config()
     jobs = dry_run_dag(tmp_path, config)

@@ -221,7 +221,7 @@ def test_bad_inputs_name_the_file(inputs, tmp_path, capsys):
 
 
 def test_every_figure_has_a_caption_titled_as_the_figure():
-    from conftest import REPO
+    from helpers import REPO
 
     for name, drawing in figures.FIGURES.items():
         caption = (REPO / "workflow" / "report" / f"{name}.rst").read_text(encoding="utf-8").splitlines()

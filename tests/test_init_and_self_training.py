@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import assert_same_weights
+from helpers import assert_same_weights
 from mtdistill import models, train
 
 DEEP = {"d_model": 32, "encoder_layers": 3, "decoder_layers": 3, "heads": 2, "ffn_dim": 64, "dropout": 0.0}

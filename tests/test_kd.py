@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from conftest import train_args
+from helpers import train_args
 from mtdistill import distill, kd, models, teacher_topk
 from mtdistill.core.io import InputError
 from mtdistill.train import collate, encode

@@ -6,7 +6,9 @@ import sys
 
 import pytest
 
-from conftest import SKD_OPTIONS, resume_check, student_arch
+from helpers import SKD_OPTIONS, resume_check, student_arch
+
+pytestmark = pytest.mark.slow  # each model is trained twice
 
 
 def test_killed_training_resumes_to_the_same_model(work, data_dir, tokenizer_dir, config):

@@ -25,7 +25,7 @@ import psutil
 import pytest
 import yaml
 
-from conftest import REPO, assert_same_weights, tiny_config
+from helpers import REPO, assert_same_weights, tiny_config
 
 SCRIPTS = REPO / "tests" / "slurm"
 # Slurm daemons, snakemake and every job share the 2 CI cores: generous, but a hang still fails
@@ -43,7 +43,7 @@ QUALITY = ["bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "ter_beam", "
 
 
 def micro_config() -> dict:
-    """The tiny config cut to one round, two scorers, two students and one word-KD variant: every
+    """The tiny config cut to one round, two scorers, two students and one word-KD student: every
     stage, a checkpoint, sharded decoding and model jobs with and without a GPU."""
     config = tiny_config()
     config["self_training"]["rounds"] = 1
@@ -52,7 +52,7 @@ def micro_config() -> dict:
     config["transfer_sets"] = ["bitext"]
     config["teacher"]["train"]["max_steps"] = 150
     config["student"]["systems"] = ["top1-bitext", "rerank-bitext"]
-    config["student"]["variants"] = [
+    config["student"]["objectives"] = [
         {"name": "wordkd_topk", "objective": "word_kd", "labels": "top1-bitext", "alpha": 0.5, "topk": 8}]
     config["reranker"].update(tuners=["mira"], select=1)
     config["resources"] = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["resources"]

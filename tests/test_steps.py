@@ -11,7 +11,7 @@ import pytest
 import sacrebleu
 import torch
 
-from conftest import data_spec, reranker_args, train_args
+from helpers import data_spec, reranker_args, train_args
 
 
 def test_prepare_data_splits_by_book_and_keeps_ids(data_dir, config, work):

@@ -1,4 +1,4 @@
-"""The workflow as a whole: DAG (dry run through snakemake.api), profiles, lint, format, end to end."""
+"""The workflow as a whole: DAG (dry run through mtdistill.dag), profiles, lint, format, end to end."""
 
 from __future__ import annotations
 
@@ -11,42 +11,15 @@ import sys
 import pandas as pd
 import pytest
 import yaml
-from snakemake import api
-from snakemake.settings import types as settings
-from snakemake.settings.enums import Quietness
-
-from conftest import REPO, tiny_config
+from helpers import REPO, dry_run_dag, planned_jobs, tiny_config
 from mtdistill import figures, kd, models
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
-               "tune_reranker", "select_labels", "finetune_teacher", "train_student", "evaluate", "gather_costs",
-               "list_selected_features", "teacher_topk", "train_variant", "figures", "report"}
-MODEL_RULES = {"train_teacher", "train_helper", "finetune_teacher", "decode_nbest", "train_student", "teacher_topk",
-               "train_variant", "evaluate"}
+               "tune_reranker", "select_labels", "finetune_decoders", "train_student", "evaluate", "gather_costs",
+               "list_selected_features", "teacher_topk", "train_objective", "figures", "report"}
+MODEL_RULES = {"train_teacher", "train_helper", "finetune_decoders", "decode_nbest", "train_student", "teacher_topk",
+               "train_objective", "evaluate"}
 NEURAL_SCORERS = {"teacher", "r2l", "backward", "lm"}
-
-
-def dry_run_dag(tmp_path, config: dict):
-    """Jobs of the dry-run DAG for `config`, as (rule name, wildcards, resources)."""
-    return [(job.rule.name, dict(job.wildcards), dict(job.resources)) for job in planned_jobs(tmp_path, config)]
-
-
-def planned_jobs(tmp_path, config: dict):
-    """The jobs (snakemake Job objects: rule, wildcards, input, params, ...) of the dry-run DAG for `config`."""
-    workdir = tmp_path / "wd"
-    (workdir / "config").mkdir(parents=True)
-    (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
-    with api.SnakemakeApi(settings.OutputSettings(quiet={Quietness.ALL})) as sm:
-        workflow = sm.workflow(
-            resource_settings=settings.ResourceSettings(cores=2),
-            config_settings=settings.ConfigSettings(),
-            snakefile=REPO / "Snakefile",
-            workdir=workdir,
-        )
-        dag = workflow.dag(settings.DAGSettings(targets=frozenset()))
-        dag.execute_workflow(executor="dryrun")
-        inner = dag.workflow_api._workflow  # no public accessor for the planned jobs (pinned snakemake)
-        return list(inner.dag.jobs)
 
 
 def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
@@ -67,16 +40,16 @@ def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
     assert {(w["round"], w["set"], w["shard"]) for n, w, _ in jobs if n == "merge_nbest"} == {(r, *s) for r in rounds for s in shards}
     assert {w["helper"] for n, w, _ in jobs if n == "train_helper"} == {"r2l", "backward", "lm"}
     # round 1 fine-tunes both decoders on round 0's rerank labels of every transfer set
-    assert {(w["round"], w["finetuned"]) for n, w, _ in jobs if n == "finetune_teacher"} == {("1", "teacher"), ("1", "r2l")}
+    assert {(w["round"], w["finetuned"]) for n, w, _ in jobs if n == "finetune_decoders"} == {("1", "teacher"), ("1", "r2l")}
     labels = {(w["round"], w["strategy"], w["set"]) for n, w, _ in jobs if n == "select_labels"}
     assert {l for l in labels if l[0] == "0"} == {("0", "rerank", "bitext"), ("0", "rerank", "mono")}
     assert ("1", "seqinter", "mono") not in labels and {("1", "mbr", "mono"), ("1", "ref", "bitext")} <= labels
     assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "train_student"} == {("1", s) for s in config["student"]["systems"]}
-    variants = {v["name"] for v in config["student"]["variants"]}
-    assert {(w["round"], w["variant"]) for n, w, _ in jobs if n == "train_variant"} == {("1", v) for v in variants}
+    students = {entry["name"] for entry in config["student"]["objectives"]}
+    assert {(w["round"], w["student"]) for n, w, _ in jobs if n == "train_objective"} == {("1", s) for s in students}
     assert {(w["round"], w["labels"], w["k"]) for n, w, _ in jobs if n == "teacher_topk"} == {("1", "top1-both", "8")}
     assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "evaluate"} == (
-        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]} | {("1", v) for v in variants})
+        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]} | {("1", s) for s in students})
     # held-out sets get every scorer; which scorers the transfer shards get waits on each round's
     # reranker (a checkpoint): before it runs, only the MBR scorer the mbr students need is there
     scores = {(w["round"], w["set"], w["scorer"]) for n, w, _ in jobs if n == "score"}
@@ -96,8 +69,8 @@ def test_student_config_errors_name_the_key(tmp_path):
     with pytest.raises(Exception, match=r"student.systems\[0\] \(top1-mono\): transfer set mono not in transfer_sets"):
         dry_run_dag(tmp_path / "second", config)
     config = tiny_config()
-    config["student"]["variants"] = [{"name": "skd", "objective": "skd", "labels": "top1-both", "init": "rerank-bitext"}]
-    with pytest.raises(Exception, match=r"student.variants\[0\].init \(skd\): rerank-bitext is not in student.systems"):
+    config["student"]["objectives"] = [{"name": "skd", "objective": "skd", "labels": "top1-both", "init": "rerank-bitext"}]
+    with pytest.raises(Exception, match=r"student.objectives\[0\].init \(skd\): rerank-bitext is not in student.systems"):
         dry_run_dag(tmp_path / "third", config)
 
 
@@ -108,7 +81,7 @@ def test_one_round_and_no_selection(tmp_path):
     config["reranker"]["select"] = 0
     jobs = dry_run_dag(tmp_path, config)
     assert {w["round"] for n, w, _ in jobs if n in ("decode_nbest", "score", "train_student")} == {"0"}
-    assert not any(n == "finetune_teacher" for n, _, _ in jobs)
+    assert not any(n == "finetune_decoders" for n, _, _ in jobs)
     scores = {(w["set"], w["scorer"]) for n, w, _ in jobs if n == "score"}
     assert scores == {(s, x["name"]) for s in ("tune", "dev", "bitext", "mono") for x in config["scorers"]}
 
@@ -251,7 +224,7 @@ def test_scorers_are_a_config_list_and_can_be_limited_to_sets(tmp_path):
 
 def test_dag_figures_job_draws_every_figure_from_every_trained_model(tmp_path):
     """One job draws every figure from all evaluations, diagnostics, significance tests and trained models, and
-    the report links them; without a speculative KD variant there is no acceptance figure."""
+    the report links them; without a speculative KD student there is no acceptance figure."""
     config = tiny_config()
     jobs = {job.rule.name: job for job in planned_jobs(tmp_path, config) if job.rule.name in ("figures", "report")}
     job = jobs["figures"]
@@ -259,14 +232,14 @@ def test_dag_figures_job_draws_every_figure_from_every_trained_model(tmp_path):
     assert set(job.output) <= set(jobs["report"].input)
     assert list(job.input.significance) == ["results/round1/eval/significance.json"]
     assert list(job.input.diagnostics) == [f"results/round{r}/reranker/diagnostics.json" for r in (0, 1)]
-    students = [*config["student"]["systems"], *(v["name"] for v in config["student"]["variants"])]
+    students = [*config["student"]["systems"], *(entry["name"] for entry in config["student"]["objectives"])]
     assert set(job.input.evaluations) == {"results/round0/eval/teacher.json", "results/round1/eval/teacher.json",
                                           *(f"results/round1/eval/{s}.json" for s in students)}
     assert set(job.input.models) == {"results/models/teacher", "results/models/r2l", "results/models/backward",
                                      "results/models/lm", "results/round1/models/teacher", "results/round1/models/r2l",
                                      *(f"results/round1/students/{s}" for s in students)}
 
-    config["student"]["variants"] = [v for v in config["student"]["variants"] if v["objective"] != "skd"]
+    config["student"]["objectives"] = [e for e in config["student"]["objectives"] if e["objective"] != "skd"]
     job = next(job for job in planned_jobs(tmp_path / "no_skd", config) if job.rule.name == "figures")
     assert "results/figures/skd_acceptance.png" not in job.output and len(job.output) == len(figures.FIGURES) - 1
 
@@ -274,7 +247,19 @@ def test_dag_figures_job_draws_every_figure_from_every_trained_model(tmp_path):
 def test_scorer_without_its_model_is_named(tmp_path):
     config = tiny_config()
     config["scorers"].append({"name": "kiwi", "kind": "comet"})
-    with pytest.raises(Exception, match=r"scorers\[\d+\] \(kiwi\): kind comet needs `model`"):
+    # the schema says it (if kind loads a model, then model is required), naming the entry and why
+    with pytest.raises(Exception, match=r"(?s)'model' is a required property.*need `model`.*"
+                                        r"instance\['scorers'\]\[7\].*'kind': 'comet', 'name': 'kiwi'"):
+        dry_run_dag(tmp_path, config)
+
+
+@pytest.mark.parametrize("section, old, new", [("student", "variants", "student.objectives"),
+                                               ("resources", "train_variant", "resources.train_objective"),
+                                               ("resources", "finetune_teacher", "resources.finetune_decoders")])
+def test_a_renamed_config_key_is_refused_naming_the_new_one(tmp_path, section, old, new):
+    config = tiny_config()
+    config.setdefault(section, {})[old] = config[section].pop("objectives", [])
+    with pytest.raises(Exception, match=rf"config key {section}\.{old}: renamed {new}"):
         dry_run_dag(tmp_path, config)
 
 
@@ -296,11 +281,11 @@ def test_end_to_end_tiny_run(tmp_path):
     results = workdir / "results"
     table = pd.read_csv(results / "report.csv")
     systems = config["student"]["systems"]
-    variants = config["student"]["variants"]
+    entries = config["student"]["objectives"]
     assert list(zip(table.system, table["round"])) == (
-        [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems] + [(v["name"], 1) for v in variants])
+        [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems] + [(e["name"], 1) for e in entries])
     assert list(table.strategy[2:]) == [s.split("-")[0] for s in systems] + [
-        f"{v['labels'].split('-')[0]}+{v['objective']}" for v in variants]
+        f"{e['labels'].split('-')[0]}+{e['objective']}" for e in entries]
     pruned = table.set_index("system").loc["pruned"]
     model, _ = models.load(results / "round1" / "students" / "pruned")
     linear = [m.weight for m in kd.prunable(model)]
@@ -334,8 +319,8 @@ def test_end_to_end_tiny_run(tmp_path):
         assert (labels.strategy == "rerank").all() and {"hyp_id", "label", "from_l2r", "from_r2l"} <= set(labels.columns)
     finetuned = json.loads((results / "round1" / "models" / "teacher" / "training.json").read_text())
     assert finetuned["arguments"]["init"] == "results/models/teacher" and finetuned["arguments"]["epochs"] == 1
-    for rule in ("train_teacher", "finetune_teacher", "decode_nbest", "score", "train_student", "teacher_topk",
-                 "train_variant", "evaluate"):
+    for rule in ("train_teacher", "finetune_decoders", "decode_nbest", "score", "train_student", "teacher_topk",
+                 "train_objective", "evaluate"):
         assert any((results / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
     # the Snakemake HTML report builds from the finished run

@@ -4,7 +4,7 @@ The jobs are those of the workflow's dry-run DAG for the given config (the whole
 fresh directory). Each job's seconds come from the measured per-job benchmark files (column `s`)
 of an earlier run, `--measured <run>/results/benchmarks`, scaled by the work the job does:
 
-  training (mtdistill.train, .distill)  steps x batch_tokens: the measured job's steps run and
+  training (mtdistill.train)  steps x batch_tokens: the measured job's steps run and
         batch tokens (its model's training.json) against the planned --max-steps and --batch-tokens,
         times --accumulate; per process: torchrun's processes take their batches side by side.
         Early stopping can only shorten a planned job, so training estimates are upper bounds.
@@ -38,38 +38,33 @@ shard the reranker.select candidate scorers with the most GPU hours, an upper bo
 from __future__ import annotations
 
 import argparse
-import logging
 import shlex
 import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pandas as pd
-from snakemake import api
 from snakemake.exceptions import WorkflowError
 from snakemake.io import apply_wildcards
-from snakemake.settings import types as settings
-from snakemake.settings.enums import Quietness
 
+from . import dag, plan
 from .decode import shard_rows
 from .core.io import InputError, read_json, write_json
 from .core.cli import run_main
 from .train import parser as train_parser
 
-SNAKEFILE = Path(__file__).resolve().parents[2] / "Snakefile"
 BENCHMARKS = "results/benchmarks"
 # Wildcards that only say which data a job processes; the others say which model or method it runs.
 DATA_WILDCARDS = ("round", "set", "shard")
-TRAINING_MODULES = ("mtdistill.train", "mtdistill.distill")
+TRAINING_MODULE = "mtdistill.train"
 PENDING = "score (after checkpoint)"
 
 
 @dataclass
-class Plan:
-    """The dry-run DAG as plain records, and what the estimate needs from the workflow."""
+class PlannedRun:
+    """The dry-run DAG as plain records, and what the estimate needs from the workflow's plan."""
 
     jobs: list[dict]
     config: dict
@@ -88,7 +83,7 @@ class Estimate:
     notes: list[str] = field(default_factory=list)
 
 
-def dry_run(directory: Path, configfiles: list[Path], snakefile: Path = SNAKEFILE) -> Plan:
+def dry_run(directory: Path, configfiles: list[Path], snakefile: Path = dag.SNAKEFILE) -> PlannedRun:
     """The jobs of the whole DAG for `directory`'s config/config.yaml with `configfiles` merged over it
     (as `snakemake --directory directory --configfile ...`), planned in an empty directory so that
     nothing already computed is left out."""
@@ -100,43 +95,28 @@ def dry_run(directory: Path, configfiles: list[Path], snakefile: Path = SNAKEFIL
         workdir = Path(tmp)
         (workdir / "config").mkdir()
         shutil.copy(base, workdir / "config" / "config.yaml")
-        quiet = logging.getLogger("snakemake.logging")
-        propagates, quiet.propagate = quiet.propagate, False  # keep the dry run's job list off our log
         try:
-            with api.SnakemakeApi(settings.OutputSettings(quiet={Quietness.ALL})) as sm:
-                try:
-                    workflow = sm.workflow(
-                        resource_settings=settings.ResourceSettings(cores=1),
-                        config_settings=settings.ConfigSettings(configfiles=[p.resolve() for p in configfiles]),
-                        snakefile=snakefile,
-                        workdir=workdir,
-                    )
-                    dag = workflow.dag(settings.DAGSettings(targets=frozenset()))
-                    dag.execute_workflow(executor="dryrun")
-                # the schema's errors, and the config errors common.smk's check_config raises
-                except (WorkflowError, ValueError) as err:
-                    raise InputError(f"{', '.join(map(str, [base, *configfiles]))}: {err}") from None
-                return plan_of(dag.workflow_api._workflow)  # no public accessor for the planned jobs (pinned snakemake)
-        finally:
-            quiet.propagate = propagates
+            planned = dag.dry_run(workdir, configfiles, snakefile)
+        # the schema's errors, and the config errors mtdistill.plan raises
+        except (WorkflowError, ValueError) as err:
+            raise InputError(f"{', '.join(map(str, [base, *configfiles]))}: {err}") from None
+    return planned_run(planned)
 
 
-def plan_of(workflow) -> Plan:
-    rules = [rule for rule in workflow.rules if rule.benchmark]
-    order = {rule.name: i for i, rule in enumerate(workflow.rules)}  # definition order: the pipeline's
+def planned_run(planned: dag.DryRun) -> PlannedRun:
+    rules = [rule for rule in planned.rules if rule.benchmark]
     jobs = [{"rule": job.rule.name, "wildcards": dict(job.wildcards), "gpu": int(job.resources.get("gpu", 0)),
              "command": job.shellcmd or ""}
-            for job in sorted(workflow.dag.jobs, key=lambda job: order[job.rule.name])
-            if not job.rule.norun]  # target rules (all) run nothing
-    helpers = workflow.globals  # the Snakefile's own helpers (workflow/rules/common.smk)
-    return Plan(
+            for job in planned.jobs if not job.rule.norun]  # target rules (all) run nothing
+    workflow_plan = plan.Plan(planned.config)
+    return PlannedRun(
         jobs=jobs,
-        config=workflow.config,
+        config=planned.config,
         benchmark_patterns={rule.name: rule.benchmark.regex() for rule in rules},
         output_patterns={rule.name: str(rule.output[0]) for rule in rules if rule.output},
-        reranker_scorers=list(helpers["reranker_scorers"]()),
-        scorer_gpus={name: int(helpers["scorer_gpus"](SimpleNamespace(scorer=name))) for name in helpers["SCORERS"]},
-        compositions=dict(helpers["COMPOSITIONS"]),
+        reranker_scorers=workflow_plan.reranker_scorers(),
+        scorer_gpus={name: int(s.get("gpu", False)) for name, s in workflow_plan.scorers.items()},
+        compositions=dict(plan.COMPOSITIONS),
     )
 
 
@@ -163,15 +143,15 @@ def run_stats(measured: Path) -> tuple[Path, dict]:
 
 
 def training_args(command: str):
-    """The training options of a `python -m mtdistill.train|distill` command (defaults filled in), else None."""
+    """The training options of a `python -m mtdistill.train` command (defaults filled in), else None."""
     words = shlex.split(command)
-    starts = [i + 1 for i, word in enumerate(words) if word in TRAINING_MODULES]
+    starts = [i + 1 for i, word in enumerate(words) if word == TRAINING_MODULE]
     if not starts:
         return None
     options = words[starts[0]:]
     options = options[: options.index(">")] if ">" in options else options
     p = train_parser()
-    p.allow_abbrev = False  # distill's own options must not pass for abbreviations of train's
+    p.allow_abbrev = False  # an option it does not know must not pass for an abbreviation of one it does
     return p.parse_known_args(options)[0]
 
 
@@ -190,7 +170,7 @@ def data_work(rule: str, wildcards: dict, sizes: SetSizes, shards: int | None, c
     return "job", 1
 
 
-def planned_work(job: dict, sizes: SetSizes, plan: Plan) -> tuple[str, float]:
+def planned_work(job: dict, sizes: SetSizes, plan: PlannedRun) -> tuple[str, float]:
     args = training_args(job["command"])
     if args is None:
         shards = plan.config["decode"]["shards"].get(job["wildcards"].get("set"))
@@ -219,7 +199,7 @@ def read_benchmark(path: Path) -> float:
     return float(table["s"].mean())
 
 
-def measured_jobs(measured: Path, plan: Plan, training_rules: set) -> tuple[pd.DataFrame, int]:
+def measured_jobs(measured: Path, plan: PlannedRun, training_rules: set) -> tuple[pd.DataFrame, int]:
     """Measured jobs of the rules the plan has: rule, group, work kind and amount, seconds.
 
     Their models' training.json and the run's results/data/stats.json are read beside `measured`.
@@ -276,7 +256,7 @@ def rates(measured: pd.DataFrame, keys: list[str]) -> pd.Series:
     return (total.seconds / total.work.where(total.work > 0)).dropna()
 
 
-def pending_scores(plan: Plan) -> list[dict]:
+def pending_scores(plan: PlannedRun) -> list[dict]:
     """Candidate scoring jobs of transfer shards that wait on each round's reranker (reranker.select > 0)."""
     if not plan.config["reranker"]["select"]:
         return []
@@ -294,7 +274,7 @@ def pending_scores(plan: Plan) -> list[dict]:
     return jobs
 
 
-def target_sizes(plan: Plan, measured: Path, stats: Path | None) -> tuple[SetSizes, str]:
+def target_sizes(plan: PlannedRun, measured: Path, stats: Path | None) -> tuple[SetSizes, str]:
     measured_stats, counts = run_stats(measured)
     if stats is not None:
         return SetSizes({**counts, **read_stats(stats)}, str(stats)), f"sentence counts from {stats}"
@@ -306,14 +286,14 @@ def target_sizes(plan: Plan, measured: Path, stats: Path | None) -> tuple[SetSiz
 
 
 def estimate(measured: Path, directory: Path = Path("."), configfiles: list[Path] = (), stats: Path | None = None,
-             speedup: float = 1.0, snakefile: Path = SNAKEFILE) -> Estimate:
+             speedup: float = 1.0, snakefile: Path = dag.SNAKEFILE) -> Estimate:
     """Estimate for the config of `directory` and `configfiles` from the benchmark files in `measured`."""
     if not measured.is_dir():  # before the dry run, which takes seconds
         raise InputError(f"{measured}: measured benchmark directory not found")
     return estimate_plan(dry_run(directory, list(configfiles), snakefile), measured, stats, speedup)
 
 
-def estimate_plan(plan: Plan, measured: Path, stats: Path | None = None, speedup: float = 1.0) -> Estimate:
+def estimate_plan(plan: PlannedRun, measured: Path, stats: Path | None = None, speedup: float = 1.0) -> Estimate:
     if not measured.is_dir():
         raise InputError(f"{measured}: measured benchmark directory not found")
     sizes, sizes_note = target_sizes(plan, measured, stats)

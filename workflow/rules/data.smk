@@ -18,7 +18,7 @@ rule prepare_data:
     resources:
         **job_resources("prepare_data"),
     params:
-        spec=data_spec(),
+        spec=PLAN.data_spec(),
     shell:
         "python -m mtdistill.prepare_data --spec {params.spec:q}"
         " --outdir results/data > {log} 2>&1"

@@ -23,7 +23,7 @@ rule decode_nbest:
         batch_size=config["decode"]["batch_size"],
         max_len_a=config["decode"]["max_len_a"],
         max_len_b=config["decode"]["max_len_b"],
-        backend=backend_option("decode"),
+        backend=PLAN.backend_option("decode"),
     shell:
         "python -m mtdistill.decode --model {params.model:q} {params.r2l} {params.backend}"
         " --input {input.sentences}"

@@ -19,9 +19,9 @@ rule evaluate:
         beam=config["evaluation"]["beam"],
         batch_size=config["evaluation"]["batch_size"],
         speed_sentences=config["evaluation"]["speed_sentences"],
-        comet=comet_options,
+        comet=PLAN.comet_options(),
         backend=evaluate_backend_option,
-        lengths=length_options(),
+        lengths=PLAN.length_options(),
     shell:
         "python -m mtdistill.evaluate --model {input.model} --test {input.test}"
         " --system {wildcards.system} --round {wildcards.round} --strategy {params.strategy} --beam {params.beam}"
@@ -44,7 +44,7 @@ rule compare_systems:
     resources:
         **job_resources("compare_systems"),
     params:
-        comparisons=comparison_options(),
+        comparisons=PLAN.comparison_options(),
         samples=config["evaluation"]["bootstrap_samples"],
         seed=config["seed"],
     shell:
@@ -89,7 +89,7 @@ rule report:
         "../../envs/mtdistill.yaml"
     params:
         inputs=input_options,
-        options=report_options(),
+        options=PLAN.report_options(),
     shell:
         "python -m mtdistill.report {params.inputs} {params.options}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

@@ -48,7 +48,7 @@ rule select_labels:
     params:
         inputs=input_options,
         mbr=mbr_option,
-        filter=label_filter_options(),
+        filter=PLAN.label_filter_options(),
     shell:
         "python -m mtdistill.select_labels --strategy {wildcards.strategy}"
         " {params.inputs} {params.mbr} {params.filter} --set-name {wildcards.set}"

@@ -9,7 +9,7 @@ rule train_student:
         "logs/train_student/round{round}/{system}.log",
     benchmark:
         "results/benchmarks/train_student/round{round}/{system}.tsv"
-    # cross-entropy students only (and their seed replicas): variants have their own rule
+    # cross-entropy students only (and their seed replicas): objective students have their own rule
     wildcard_constraints:
         system=r"[a-z0-9]+-(bitext|mono|both)(\.seed\d+)?",
     conda:
@@ -20,8 +20,8 @@ rule train_student:
     params:
         launcher=launcher,
         arch=as_json(config["student"]["arch"]),
-        options=train_options("student"),
-        init=student_init_option,
+        options=PLAN.train_options("student"),
+        init=PLAN.student_init_option(),
         seed=student_seed,
     shell:
         "{params.launcher} -m mtdistill.train --train {input.labels} --label-column label"
@@ -46,7 +46,7 @@ rule teacher_topk:
     resources:
         **job_resources("teacher_topk"),
     params:
-        max_len=topk_max_len(),
+        max_len=PLAN.topk_max_len(),
     shell:
         "python -m mtdistill.teacher_topk --teacher {input.teacher} --train {input.labels}"
         " --k {wildcards.k} --max-len {params.max_len} --threads {threads}"
@@ -54,7 +54,7 @@ rule teacher_topk:
 
 
 # SKD acceptance against K (Xu et al.'s K ablation): how many of the student's drafts the teacher
-# keeps for each K, from the student a variant starts from; `k: auto` variants take their K here.
+# keeps for each K, from the student an objective student starts from; `k: auto` ones take their K here.
 rule skd_acceptance:
     input:
         unpack(acceptance_inputs),
@@ -72,7 +72,7 @@ rule skd_acceptance:
     params:
         k_values=config["student"]["acceptance"]["k_values"],
         sentences=config["student"]["acceptance"]["sentences"],
-        lengths=length_options(),
+        lengths=PLAN.length_options(),
         max_len=config["student"]["train"]["max_len"],
         seed=config["seed"],
     shell:
@@ -82,27 +82,27 @@ rule skd_acceptance:
         " --out {output} > {log} 2>&1"
 
 
-# A student trained with another objective (student.variants): word-level KD, SKD and its special
+# A student trained with another objective (student.objectives): word-level KD, SKD and its special
 # cases, pruning; usually starting from a cross-entropy student.
-rule train_variant:
+rule train_objective:
     input:
-        unpack(variant_inputs),
+        unpack(objective_inputs),
     output:
-        directory("results/round{round}/students/{variant}"),
+        directory("results/round{round}/students/{student}"),
     log:
-        "logs/train_variant/round{round}/{variant}.log",
+        "logs/train_objective/round{round}/{student}.log",
     benchmark:
-        "results/benchmarks/train_variant/round{round}/{variant}.tsv"
+        "results/benchmarks/train_objective/round{round}/{student}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: job_threads("train_variant")
+    threads: job_threads("train_objective")
     resources:
-        **job_resources("train_variant"),
+        **job_resources("train_objective"),
     params:
         launcher=launcher,
-        options=variant_options,
+        options=objective_options,
         seed=config["seed"],
     shell:
-        "{params.launcher} -m mtdistill.distill --train {input.labels} --label-column label"
+        "{params.launcher} -m mtdistill.train --train {input.labels} --label-column label"
         " --dev {input.dev} {params.options} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"

@@ -41,7 +41,7 @@ else:
         params:
             launcher=launcher,
             arch=as_json(config["teacher"]["arch"]),
-            options=train_options("teacher"),
+            options=PLAN.train_options("teacher"),
             seed=config["seed"],
         shell:
             "{params.launcher} -m mtdistill.train --train {input.train} --dev {input.dev}"
@@ -76,20 +76,20 @@ rule train_helper:
 
 
 # Self-training (Setiawan 2024): round r > 0 fine-tunes each decoder on round r-1's labels.
-rule finetune_teacher:
+rule finetune_decoders:
     input:
         unpack(finetune_inputs),
     output:
         directory("results/round{round}/models/{finetuned}"),
     log:
-        "logs/finetune_teacher/round{round}/{finetuned}.log",
+        "logs/finetune_decoders/round{round}/{finetuned}.log",
     benchmark:
-        "results/benchmarks/finetune_teacher/round{round}/{finetuned}.tsv"
+        "results/benchmarks/finetune_decoders/round{round}/{finetuned}.tsv"
     conda:
         "../../envs/mtdistill.yaml"
-    threads: job_threads("finetune_teacher")
+    threads: job_threads("finetune_decoders")
     resources:
-        **job_resources("finetune_teacher"),
+        **job_resources("finetune_decoders"),
     params:
         launcher=launcher,
         options=finetune_options,

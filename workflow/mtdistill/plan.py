@@ -1,0 +1,318 @@
+"""The workflow's plan, from the config alone: where every output lives, which model plays which role,
+the command-line options of every step, the files the report and figures read, and the config checks
+a schema cannot state. workflow/rules/common.smk only wires these to wildcards, so the tests and
+`mtdistill.estimate` use the same logic without a dry run. The stages before the labels are in
+mtdistill.layout.
+
+Which scorers rank a round's transfer hypotheses is known only once its reranker is tuned (a
+Snakemake checkpoint), so the methods that depend on it take that list, `selected`, from the caller.
+The names of scorer kinds, label strategies, objectives and figures come from their registries.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import shlex
+import tempfile
+from pathlib import Path
+
+import yaml
+
+from . import objectives
+from .labels import STRATEGIES
+from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout, acceptance_file, as_json,  # noqa: F401
+                     base_system, cli_options, ct2_model, label_files, nbest_shard, selected_features_list, student_dir)
+from .scorers import KINDS
+
+SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# Config keys renamed for "one name for one idea": the old key is refused, naming the new one.
+RENAMED = {("student", "variants"): "student.objectives", ("resources", "train_variant"): "resources.train_objective",
+           ("resources", "finetune_teacher"): "resources.finetune_decoders"}
+# The objective whose students draft tokens: it generates (decoding's length limit) and logs acceptance.
+SPECULATIVE = "skd"
+
+
+def refuse_renamed(config: dict) -> None:
+    """A ValueError naming the new key for a key this workflow renamed (before the schema says 'unexpected')."""
+    for (section, key), new in RENAMED.items():
+        if key in (config.get(section) or {}):
+            raise ValueError(f"config key {section}.{key}: renamed {new}")
+
+
+def schema() -> dict:
+    """The config schema with the registries' names as its enums (an extension's names included)."""
+    document = yaml.safe_load(SCHEMA.read_text())
+    definitions = document["definitions"]
+    strategies = "|".join(STRATEGIES)
+    definitions["system"]["pattern"] = f"^({strategies})-(bitext|mono|both)$"
+    definitions["finetuning_labels"]["enum"] = [name for name in STRATEGIES if not STRATEGIES[name].needs_reference]
+    definitions["scorer"]["properties"]["kind"]["enum"] = list(KINDS)
+    definitions["scorer"]["if"]["properties"]["kind"]["enum"] = [name for name in KINDS if KINDS[name].needs_model]
+    definitions["objective_student"]["properties"]["objective"]["enum"] = list(getattr(objectives, "OBJECTIVES", objectives.OBJECTIVE_KEYS))  # TEMPORARY until the registry lands
+    definitions["objective_student"]["properties"]["recipe"]["enum"] = list(objectives.RECIPES)
+    return document
+
+
+@contextlib.contextmanager
+def schema_file():
+    """`schema()` in a temporary file, for snakemake.utils.validate (which reads a path)."""
+    with tempfile.NamedTemporaryFile("w", prefix="mtdistill-schema.", suffix=".json") as file:
+        json.dump(schema(), file)
+        file.flush()
+        yield file.name
+
+
+class Plan(Layout):
+    """The plan of one (validated) config: Layout's stages, then labels, students, evaluation, report."""
+
+    # --- labels ----------------------------------------------------------------------------------
+    def label_inputs(self, round, strategy: str, set_name: str) -> dict:
+        inputs = {"sentences": f"results/data/{set_name}.parquet",
+                  # ref too: its diagnostics compare the references with the teacher's top-1
+                  "nbest": self.nbest_shards(round, set_name)}
+        if "reranker" in STRATEGIES[strategy].inputs:
+            inputs["feature_list"] = selected_features_list(round, set_name)
+            inputs["weights"] = f"results/round{round}/reranker/weights.json"
+        if "mbr" in STRATEGIES[strategy].inputs:
+            inputs["features"] = self.feature_shards(round, set_name, self.mbr_scorers[:1])
+        return inputs
+
+    def mbr_option(self, strategy: str) -> str:
+        if "mbr" not in STRATEGIES[strategy].inputs:
+            return ""
+        return f"--mbr-feature {self.mbr_scorers[0]}_{self.config['reranker']['mbr_utility']}"
+
+    def label_filter_options(self) -> str:
+        """The degenerate-hypothesis filter every n-best strategy applies, and Seq-Inter's candidates."""
+        thresholds = self.config["labels"]["filter"]
+        copies = "--drop-source-copies" if thresholds["drop_source_copies"] else "--keep-source-copies"
+        values = {k: v for k, v in thresholds.items() if k != "drop_source_copies"}
+        seqinter = {f"seqinter_{k}": v for k, v in self.config["labels"]["seqinter"].items()}
+        return f"{cli_options(values)} {copies} {cli_options(seqinter)}"
+
+    def system_labels(self, round, system: str) -> list[str]:
+        """The label files of a student `<strategy>-<transfer>` (or a replica of it)."""
+        strategy, transfer = base_system(system).split("-")
+        return label_files(round, strategy, COMPOSITIONS[transfer])
+
+    def system_seed(self, system: str) -> int:
+        """A replica's own seed, else the config's."""
+        return int(system.split(".seed")[1]) if ".seed" in system else self.config["seed"]
+
+    # --- students --------------------------------------------------------------------------------
+    def student_init_option(self) -> str:
+        """From scratch, or from the teacher's embeddings and its bottom or spaced layers (student.init)."""
+        if self.config["student"]["init"] == "none":
+            return ""
+        return f"--init-from-teacher {TEACHER} --init-layers {self.config['student']['init']}"
+
+    def objective_inputs(self, round, name: str) -> dict:
+        """An objective student's labels, the student it starts from, its teacher and its top-k cache."""
+        entry = self.objective_students[name]
+        inputs = {"labels": self.system_labels(round, entry["labels"]), "dev": "results/data/dev.parquet",
+                  "teacher": self.round_model("teacher", round)}
+        if entry.get("init"):
+            inputs["init"] = student_dir(round, entry["init"])
+        elif self.config["student"]["init"] != "none":  # as the cross-entropy students start
+            inputs["init_teacher"] = TEACHER
+        if entry.get("topk"):  # a word_kd key: the objective's keys are checked
+            inputs["topk"] = f"results/round{round}/topk/{entry['labels']}.k{entry['topk']}.pt"
+        if entry.get("k") == "auto":
+            inputs["acceptance"] = acceptance_file(round, entry["init"])
+        return inputs
+
+    def objective_options(self, round, name: str) -> str:
+        """The objective and its hyper-parameters; the entry's `train` overrides student.train."""
+        entry = self.objective_students[name]
+        inputs = self.objective_inputs(round, name)
+        train = objectives.train_settings(entry, self.config["student"]["train"])
+        if "init" in inputs:
+            start = f"--init {inputs['init']}"
+        else:  # built like the cross-entropy students
+            start = f"--tokenizer {inputs['teacher']} --arch {shlex.quote(as_json(self.config['student']['arch']))}"
+            if "init_teacher" in inputs:
+                start += f" --init-from-teacher {inputs['init_teacher']} --init-layers {self.config['student']['init']}"
+        topk = f"--topk {inputs['topk']}" if "topk" in inputs else ""
+        acceptance = f"--acceptance {inputs['acceptance']}" if "acceptance" in inputs else ""
+        generation = self.length_options() if entry["objective"] == SPECULATIVE else ""
+        return (f"{start} --teacher {inputs['teacher']} {topk} {acceptance} {generation}"
+                f" {cli_options({**objectives.options(entry), **train})}")
+
+    def topk_labels(self, round, labels: str) -> dict:
+        return {"labels": self.system_labels(round, labels), "teacher": self.round_model("teacher", round)}
+
+    def topk_max_len(self) -> int:
+        """Tokens per label the top-k cache holds: as many as any student trains on."""
+        lengths = [self.config["student"]["train"]["max_len"]]
+        lengths += [entry.get("train", {}).get("max_len", 0) for entry in self.objective_students.values()]
+        return max(lengths)
+
+    def length_options(self) -> str:
+        """The output length limit of decoding, for every step that generates."""
+        decode = self.config["decode"]
+        return f"--max-len-a {decode['max_len_a']} --max-len-b {decode['max_len_b']}"
+
+    def acceptance_inputs(self, round, labels: str) -> dict:
+        return {"student": student_dir(round, labels), "teacher": self.round_model("teacher", round),
+                "labels": self.system_labels(round, labels)}
+
+    # --- evaluation ------------------------------------------------------------------------------
+    def model_of(self, round, system: str) -> str:
+        return self.round_model("teacher", round) if system == "teacher" else student_dir(round, system)
+
+    def system_strategy(self, system: str) -> str:
+        if system == "teacher":
+            return "-"
+        if system in self.objective_students:
+            entry = self.objective_students[system]
+            return f"{entry['labels'].split('-')[0]}+{entry['objective']}"
+        return base_system(system).split("-")[0]
+
+    def evaluate_translator(self, round, system: str):
+        """The CTranslate2 conversion evaluation decodes with (backend.evaluate), else none."""
+        return ct2_model(self.model_of(round, system)) if self.uses_ct2("evaluate") else []
+
+    def evaluate_backend_option(self, round, system: str) -> str:
+        """--backend ctranslate2 --translator <dir> when evaluation decodes with CTranslate2."""
+        if not self.uses_ct2("evaluate"):
+            return ""
+        return f"{self.backend_option('evaluate')} --translator {self.evaluate_translator(round, system)}"
+
+    def evaluated_systems(self) -> list[tuple[int, str]]:
+        """(round, system): the teacher of every round, the students of the rounds they train on."""
+        return [(r, "teacher") for r in self.rounds] + [
+            (r, system) for r in self.student_rounds()
+            for system in [*self.students, *self.replicas, *self.objective_students]]
+
+    def comet_options(self) -> str:
+        """--comet (and --comet-encoder) when evaluation.comet names a checkpoint."""
+        evaluation = self.config["evaluation"]
+        return " ".join(f"--{key.replace('_', '-')} {shlex.quote(evaluation[key])}"
+                        for key in ("comet", "comet_encoder") if evaluation["comet"] and evaluation[key])
+
+    def kd_baseline(self) -> str:
+        """The sequence-level KD student the others are tested against: top1-both, else the first top1 one."""
+        top1 = [system for system in self.students if system.split("-")[0] == "top1"]
+        return "top1-both" if "top1-both" in top1 else (top1 or self.students)[0]
+
+    def comparisons(self) -> list[tuple[str, str]]:
+        """(system, baseline) pairs the paired bootstrap tests: evaluation.comparisons, else every
+        system against the sequence-level KD student."""
+        configured = self.config["evaluation"]["comparisons"]
+        if configured:
+            return [(pair["system"], pair["baseline"]) for pair in configured]
+        systems = ["teacher", *self.students, *self.replicas, *self.objective_students]
+        return [(system, self.kd_baseline()) for system in systems if system != self.kd_baseline()]
+
+    def comparison_options(self) -> str:
+        return " ".join(f"{system}:{baseline}" for system, baseline in self.comparisons())
+
+    def round_evaluations(self, round) -> dict:
+        """Evaluations of every system of a round (teacher and students) and the test set."""
+        return {"evaluations": [f"results/round{r}/eval/{s}.json" for r, s in self.evaluated_systems()
+                                if r == int(round)],
+                "test": "results/data/test.parquet"}
+
+    # --- report and figures ----------------------------------------------------------------------
+    def evaluation_files(self) -> list[str]:
+        return [f"results/round{r}/eval/{s}.json" for r, s in self.evaluated_systems()]
+
+    def diagnostics_files(self) -> list[str]:
+        return [f"results/round{r}/reranker/diagnostics.json" for r in self.rounds]
+
+    def significance_files(self) -> list[str]:
+        """Paired bootstrap against the KD baseline, in the rounds that train students."""
+        return [f"results/round{r}/eval/significance.json" for r in self.student_rounds()]
+
+    def acceptance_files(self) -> list[str]:
+        """The SKD acceptance sweeps of the rounds that train students (entries with `k: auto`)."""
+        students = {entry["init"] for entry in self.objective_students.values() if entry.get("k") == "auto"}
+        return [acceptance_file(r, s) for r in self.student_rounds() for s in sorted(students)]
+
+    def label_diagnostics_files(self) -> list[str]:
+        """Diagnostics of every label file a cross-entropy student learns from."""
+        files = [path.replace(".parquet", ".json") for r in self.student_rounds() for system in self.students
+                 for path in self.system_labels(r, system)]
+        return list(dict.fromkeys(files))
+
+    def trained_models(self) -> list[str]:
+        """Every model the workflow builds: teacher, helpers in use, fine-tuned decoders, students."""
+        finetuned = [self.round_model(name, r) for r in self.rounds[1:] for name in self.finetuned]
+        students = [self.model_of(r, s) for r, s in self.evaluated_systems() if s != "teacher"]
+        return [TEACHER, *map(self.model_path, self.helpers_in_use()), *finetuned, *students]
+
+    def figure_names(self) -> list[str]:
+        """The report's figures (mtdistill.figures); the SKD acceptance last, and only if a student drafts."""
+        from .figures import FIGURES  # matplotlib: only when the workflow is built, not for every import
+
+        drafts = any(entry["objective"] == SPECULATIVE for entry in self.objective_students.values())
+        return [name for name in FIGURES if name != "skd_acceptance"] + (["skd_acceptance"] if drafts else [])
+
+    def figure_files(self) -> list[str]:
+        return [f"results/figures/{name}.png" for name in self.figure_names()]
+
+    def figure_inputs(self) -> dict:
+        return {"evaluations": self.evaluation_files(), "significance": self.significance_files(),
+                "diagnostics": self.diagnostics_files(), "models": self.trained_models(),
+                "labels": self.label_diagnostics_files()}
+
+    def report_inputs(self) -> dict:
+        return {"evaluations": self.evaluation_files(),
+                "models": [self.model_of(r, s) for r, s in self.evaluated_systems()],
+                "diagnostics": self.diagnostics_files(),
+                "costs": [f"results/round{r}/features/costs.json" for r in self.rounds],
+                "significance": self.significance_files(), "figures": self.figure_files(),
+                "acceptance": self.acceptance_files(), "labels": self.label_diagnostics_files()}
+
+    def report_options(self) -> str:
+        """The report's note line and the names of its findings."""
+        evaluation = self.config["evaluation"]
+        return (f"--note {shlex.quote(evaluation['note'])}"
+                f" --findings {shlex.quote(as_json(evaluation['comparisons']))}")
+
+    # --- checks ----------------------------------------------------------------------------------
+    def check(self) -> None:
+        """The config errors the schema cannot state, each a ValueError naming its config key."""
+        scorers = self.config["scorers"]
+        for scorer in scorers:
+            if scorer["kind"] == "lm" and scorer.get("model") == "lm" and "arch" not in self.config["lm"]:
+                raise ValueError(f"config key lm.arch: scorer {scorer['name']} uses the workflow's LM")
+        if len(self.scorers) < len(scorers):
+            raise ValueError("config key scorers: scorer names must be unique")
+        if not self.reranker_scorers():
+            raise ValueError("config key scorers: no scorer runs on every set, so nothing can rerank")
+        for i, system in enumerate(self.students):
+            strategy, transfer = system.split("-")
+            missing = set(COMPOSITIONS[transfer]) - set(self.transfer)
+            if missing:
+                raise ValueError(f"config key student.systems[{i}] ({system}): transfer set {', '.join(missing)}"
+                                 " not in transfer_sets")
+            if STRATEGIES[strategy].needs_reference and transfer != "bitext":
+                raise ValueError(f"config key student.systems[{i}] ({system}): strategy {strategy} needs references,"
+                                 " so bitext only")
+        self.check_students()
+        mbr = [s for s in self.student_strategies() | {self.config["self_training"]["labels"]}
+               if "mbr" in STRATEGIES[s].inputs]
+        if mbr and not self.mbr_scorers:
+            raise ValueError(f"config key student.systems: strategy {mbr[0]} needs a scorer of kind {MBR_KIND}")
+
+    def check_students(self) -> None:
+        """Objective students, replicas and comparisons name students of this run."""
+        for i, entry in enumerate(self.objective_students.values()):
+            for key in ("labels", "init"):
+                if entry.get(key) and entry[key] not in self.students:
+                    raise ValueError(f"config key student.objectives[{i}].{key} ({entry['name']}): {entry[key]} is not"
+                                     " in student.systems")
+            if entry.get("k") == "auto" and not entry.get("init"):
+                raise ValueError(f"config key student.objectives[{i}].k ({entry['name']}): auto measures acceptance on"
+                                 " the `init` student; set init")
+        for i, system in enumerate(self.config["student"]["replicas"]["systems"]):
+            if system not in self.students:
+                raise ValueError(f"config key student.replicas.systems[{i}]: {system} is not in student.systems")
+        known = {"teacher", *self.students, *self.replicas, *self.objective_students}
+        for i, pair in enumerate(self.config["evaluation"]["comparisons"]):
+            for key in ("system", "baseline"):
+                if pair[key] not in known:
+                    raise ValueError(f"config key evaluation.comparisons[{i}].{key}: {pair[key]} is not a system"
+                                     " of this run")
