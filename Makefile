@@ -1,6 +1,7 @@
 # mtdistill: two commands on a fresh machine.
 #   make demo   install everything, run the embedded default pipeline, print the report
 #   make test   install everything, run the test suite
+#   make test-fast   the suite less its slow tests (end to end, Slurm, resume, data-parallel): minutes
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
@@ -12,7 +13,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test lint fmt dryrun dag bench bench-cpu bench-gpu estimate clean
+.PHONY: install demo test test-fast lint fmt dryrun dag bench bench-cpu bench-gpu estimate clean
 
 install: $(VENV)/.installed
 
@@ -33,6 +34,9 @@ demo: install
 
 test: install
 	$(BIN)/pytest -x --durations=12 tests
+
+test-fast: install
+	$(BIN)/pytest -x --durations=12 -m "not slow" tests
 
 # Side-by-side measurements (benchmarks/README.md); the memory benchmark uses the demo's models.
 bench: install
