@@ -7,6 +7,7 @@ and without the hub.
 
 from __future__ import annotations
 
+import itertools
 import os
 from pathlib import Path
 
@@ -18,6 +19,13 @@ import sentencepiece as spm
 import torch
 import yaml
 from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+
+# German-English sentence pairs the tiny checkpoints' vocabulary is trained on (and scored on)
+GERMAN = [("Der Hund", "The dog"), ("Die Katze", "The cat"), ("Mein Bruder", "My brother"), ("Das Kind", "The child")]
+VERBS = [("sieht", "sees"), ("kauft", "buys"), ("malt", "paints"), ("sucht", "looks for")]
+OBJECTS = [("ein Haus", "a house"), ("den Garten", "the garden"), ("einen Baum", "a tree"), ("das Meer", "the sea")]
+PAIRS = [(f"{s[0]} {v[0]} {o[0]}.", f"{s[1]} {v[1]} {o[1]}.") for s, v, o in itertools.product(GERMAN, VERBS, OBJECTS)]
+TEXTS = [text for pair in PAIRS for text in pair]
 
 
 def build_encoder(texts: list[str], outdir: Path, seed: int = 1) -> Path:

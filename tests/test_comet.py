@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import shutil
 
 import numpy as np
@@ -10,16 +9,10 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from comet_fixture import build_tiny_comet
+from comet_fixture import PAIRS, TEXTS, build_tiny_comet
 from mtdistill.core.io import InputError
 from mtdistill.scorers import Options
 from mtdistill.scorers.comet import load_comet, score_comet
-
-GERMAN = [("Der Hund", "The dog"), ("Die Katze", "The cat"), ("Mein Bruder", "My brother"), ("Das Kind", "The child")]
-VERBS = [("sieht", "sees"), ("kauft", "buys"), ("malt", "paints"), ("sucht", "looks for")]
-OBJECTS = [("ein Haus", "a house"), ("den Garten", "the garden"), ("einen Baum", "a tree"), ("das Meer", "the sea")]
-PAIRS = [(f"{s[0]} {v[0]} {o[0]}.", f"{s[1]} {v[1]} {o[1]}.") for s, v, o in itertools.product(GERMAN, VERBS, OBJECTS)]
-TEXTS = [text for pair in PAIRS for text in pair]
 
 
 @pytest.fixture(scope="session")

@@ -265,8 +265,7 @@ def test_a_renamed_config_key_is_refused_naming_the_new_one(tmp_path, section, o
 
 @pytest.mark.slow
 def test_end_to_end_tiny_run(tmp_path):
-    from comet_fixture import build_tiny_comet
-    from test_comet import TEXTS
+    from comet_fixture import TEXTS, build_tiny_comet
 
     workdir = tmp_path / "run"
     (workdir / "config").mkdir(parents=True)
