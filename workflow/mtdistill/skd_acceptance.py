@@ -2,15 +2,15 @@
 
 SKD (Xu et al. 2024) interpolates between on-policy KD (every student draft kept) and
 teacher-generated sequences (none kept); which K puts a student in between depends on the student
-and teacher. For each --k-values K this runs the generation SKD trains on (`kd.Speculator`, built by
-`kd.speculator` as `SpeculativeKD` builds it, its sampling defaults the registry's) with the student
+and teacher. For each --k-values K this runs the generation SKD trains on (`objectives.speculator`,
+built as `SpeculativeKD` builds it, its sampling defaults the objective's) with the student
 in eval mode over a seeded sample of the training sources, and reports (`sweep`, one row per K)
 
     acceptance = student tokens kept / tokens generated
 
 with the tokens generated and the seconds taken. `chosen_k` is the K whose acceptance is closest to
-TARGET among those within ACCEPTANCE_RANGE (ties: the smaller K), null if none is; `distill --k auto
---acceptance <out>` trains with it. Every K starts from the same generator state (--seed), so the
+TARGET among those within ACCEPTANCE_RANGE (ties: the smaller K), null if none is;
+`train --objective skd --k auto --acceptance <out>` trains with it. Every K starts from the same generator state (--seed), so the
 output is deterministic given --seed except for the seconds.
 
     python -m mtdistill.skd_acceptance --student S --teacher T --labels train.parquet --k-values 1 2 3 5 10 25 --out acceptance.json
@@ -25,10 +25,12 @@ import time
 import numpy as np
 import torch
 
-from . import models, objectives
+from . import models
 from .core.io import InputError, read_tables, write_json
 from .core.cli import run_main
-from .kd import load_teacher, speculator
+from .objectives.speculative import SpeculativeKD
+from .objectives.speculator import speculator
+from .objectives.teacher import load_teacher
 
 log = logging.getLogger("mtdistill")
 
@@ -78,7 +80,7 @@ def measure(student_path: str, teacher_path: str, tables: list[str], k_values: l
             max_len: int = 128, seed: int = 1, student_sampling: tuple[float, float] | None = None,
             teacher_sampling: tuple[float, float] | None = None) -> dict:
     """Acceptance, tokens and seconds of SKD generation per K, and the K the rule chooses."""
-    defaults = objectives.OBJECTIVE_KEYS["skd"]
+    defaults = SpeculativeKD.keys
     student_sampling = student_sampling or (defaults["student_temperature"], defaults["student_top_p"])
     teacher_sampling = teacher_sampling or (defaults["teacher_temperature"], defaults["teacher_top_p"])
     device = models.device()
@@ -111,7 +113,7 @@ def measure(student_path: str, teacher_path: str, tables: list[str], k_values: l
 
 
 def parse_args(argv=None):
-    skd = objectives.OBJECTIVE_KEYS["skd"]
+    skd = SpeculativeKD.keys
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--student", required=True, help="the student SKD starts from (model directory)")
     p.add_argument("--teacher", required=True, help="the SKD teacher (model directory)")

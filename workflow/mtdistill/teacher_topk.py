@@ -19,7 +19,7 @@ from tqdm import tqdm
 from . import models
 from .core.io import atomic_path, read_tables
 from .core.cli import run_main
-from .train import autocast, collate, encode, resolve_precision, token_batches
+from .training.batches import autocast, collate, encode, resolve_precision, token_batches
 
 
 @torch.no_grad()

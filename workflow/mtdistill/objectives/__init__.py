@@ -1,26 +1,31 @@
-"""Student objectives other than cross-entropy: the keys each one owns, its defaults, named recipes.
+"""Training objectives, one class each in the `OBJECTIVES` registry: cross_entropy (the default),
+word_kd, skd, supervised_kd and prune. A class owns its config keys and defaults, the training
+settings it brings, whether it needs the teacher and its command-line options (see
+`cross_entropy.CrossEntropy`); an extension is one module that registers a subclass.
 
-One table that the workflow (config checks, command lines) and `distill` both read, so a key an
+The workflow (config checks, command lines) and `train` read the same classes, so a key an
 objective does not use is refused wherever it is given instead of being silently ignored.
 """
 
 from __future__ import annotations
 
-# Objective -> its own hyper-parameters (config key -> default). `distill` has the same defaults.
-OBJECTIVE_KEYS = {
-    "word_kd": {"alpha": 0.5, "tau": 1.0, "topk": 0},
-    "skd": {"k": 25, "gamma": 5, "student_temperature": 0.5, "student_top_p": 0.5,
-            "teacher_temperature": 0.2, "teacher_top_p": 0.5},
-    "supervised_kd": {},
-    "prune": {"prune": 0.5},
-}
-# Training settings an objective brings that override student.train (a variant's own `train` wins):
-# the SKD paper fine-tunes at 1e-5 (Xu et al. 2024, released code).
-OBJECTIVE_TRAIN = {"skd": {"lr": 1e-5}, "supervised_kd": {"lr": 1e-5}}
-# Keys every variant may have, whatever its objective.
+from ..core.registry import Registry
+
+OBJECTIVES = Registry("objectives")
+
+
+def register(cls):
+    """Class decorator: register an objective under its `name`."""
+    return OBJECTIVES.register(cls.name)(cls)
+
+
+# the built-ins register themselves, in this order (cross_entropy, word_kd, skd, supervised_kd, prune)
+from . import cross_entropy, word_kd, speculative, prune  # noqa: E402,I001
+
+# Keys every student objective entry may have, whatever its objective.
 VARIANT_KEYS = {"name", "recipe", "objective", "labels", "init", "train"}
 
-# The papers' named recipes: a variant `{name: ..., recipe: <name>}` gets these keys; its own keys win.
+# The papers' named recipes: an entry `{name: ..., recipe: <name>}` gets these keys; its own keys win.
 RECIPES = {
     # Kim & Rush (2016) word-level KD: (1 - alpha) NLL + alpha KL on the gold references
     "word_kd": {"objective": "word_kd", "labels": "ref-bitext", "alpha": 0.5},
@@ -36,7 +41,7 @@ RECIPES = {
 
 
 def expand(variant: dict) -> dict:
-    """A variant with its recipe's keys filled in (its own keys win)."""
+    """An entry with its recipe's keys filled in (its own keys win)."""
     recipe = variant.get("recipe")
     if recipe is None:
         return dict(variant)
@@ -46,13 +51,13 @@ def expand(variant: dict) -> dict:
 
 
 def unused_keys(variant: dict) -> list[str]:
-    """Keys of an (expanded) variant that its objective does not use."""
-    own = OBJECTIVE_KEYS[variant["objective"]]
+    """Keys of an (expanded) entry that its objective does not use."""
+    own = OBJECTIVES[variant["objective"]].keys
     return [key for key in variant if key not in VARIANT_KEYS and key not in own]
 
 
 def check(variant: dict, where: str) -> dict:
-    """The expanded variant, or a ValueError naming the config key its objective would ignore."""
+    """The expanded entry, or a ValueError naming the config key its objective would ignore."""
     try:
         expanded = expand(variant)
     except ValueError as error:
@@ -60,22 +65,22 @@ def check(variant: dict, where: str) -> dict:
     for key in ("objective", "labels"):
         if key not in expanded:
             raise ValueError(f"config key {where}.{key}: required (or a `recipe` that sets it)")
-    if expanded["objective"] not in OBJECTIVE_KEYS:
-        raise ValueError(f"config key {where}.objective: {expanded['objective']!r} is not one of {', '.join(OBJECTIVE_KEYS)}")
+    if expanded["objective"] not in OBJECTIVES:
+        raise ValueError(f"config key {where}.objective: {expanded['objective']!r} is not one of {', '.join(OBJECTIVES)}")
     unused = unused_keys(expanded)
     if unused:
         raise ValueError(f"config key {where}.{unused[0]}: objective {expanded['objective']} does not use it "
-                         f"(its keys: {', '.join(OBJECTIVE_KEYS[expanded['objective']]) or 'none'})")
+                         f"(its keys: {', '.join(OBJECTIVES[expanded['objective']].keys) or 'none'})")
     return expanded
 
 
 def train_settings(variant: dict, student_train: dict) -> dict:
-    """student.train, then the objective's own settings, then the variant's `train`."""
-    return {**student_train, **OBJECTIVE_TRAIN.get(variant["objective"], {}), **variant.get("train", {})}
+    """student.train, then the objective's own settings, then the entry's `train`."""
+    return {**student_train, **OBJECTIVES[variant["objective"]].train, **variant.get("train", {})}
 
 
 def options(variant: dict) -> dict:
-    """The objective and its hyper-parameters that the variant sets (distill's defaults fill the rest)."""
-    own = OBJECTIVE_KEYS[variant["objective"]]
-    chosen = {key: value for key, value in variant.items() if key in own and key != "topk"}
+    """The objective and its hyper-parameters that the entry sets (the objective's defaults fill the rest)."""
+    own = OBJECTIVES[variant["objective"]].option_keys()
+    chosen = {key: value for key, value in variant.items() if key in own}
     return {"objective": variant["objective"], **chosen}
