@@ -12,7 +12,8 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import REPO, dry_run_dag, planned_jobs, tiny_config
-from mtdistill import figures, kd, models
+from mtdistill import figures, models
+from mtdistill.objectives.prune import prunable
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
                "tune_reranker", "select_labels", "finetune_decoders", "train_student", "evaluate", "gather_costs",
@@ -287,7 +288,7 @@ def test_end_to_end_tiny_run(tmp_path):
         f"{e['labels'].split('-')[0]}+{e['objective']}" for e in entries]
     pruned = table.set_index("system").loc["pruned"]
     model, _ = models.load(results / "round1" / "students" / "pruned")
-    linear = [m.weight for m in kd.prunable(model)]
+    linear = [m.weight for m in prunable(model)]
     zeros = sum(int((w == 0).sum()) for w in linear)
     assert zeros == pytest.approx(0.5 * sum(w.numel() for w in linear), rel=0.01)  # config: prune 0.5
     assert pruned.nonzero <= pruned.parameters - zeros

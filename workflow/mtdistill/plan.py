@@ -29,8 +29,12 @@ SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # Config keys renamed for "one name for one idea": the old key is refused, naming the new one.
 RENAMED = {("student", "variants"): "student.objectives", ("resources", "train_variant"): "resources.train_objective",
            ("resources", "finetune_teacher"): "resources.finetune_decoders"}
-# The objective whose students draft tokens: it generates (decoding's length limit) and logs acceptance.
-SPECULATIVE = "skd"
+
+
+def generates(objective: str) -> bool:
+    """Whether an objective's students generate while they train (speculative KD): decoding's length
+    limit applies, and they log the acceptance rate the skd_acceptance figure draws."""
+    return "max_len_a" in objectives.OBJECTIVES[objective].arguments
 
 
 def refuse_renamed(config: dict) -> None:
@@ -49,7 +53,7 @@ def schema() -> dict:
     definitions["finetuning_labels"]["enum"] = [name for name in STRATEGIES if not STRATEGIES[name].needs_reference]
     definitions["scorer"]["properties"]["kind"]["enum"] = list(KINDS)
     definitions["scorer"]["if"]["properties"]["kind"]["enum"] = [name for name in KINDS if KINDS[name].needs_model]
-    definitions["objective_student"]["properties"]["objective"]["enum"] = list(getattr(objectives, "OBJECTIVES", objectives.OBJECTIVE_KEYS))  # TEMPORARY until the registry lands
+    definitions["objective_student"]["properties"]["objective"]["enum"] = list(objectives.OBJECTIVES)
     definitions["objective_student"]["properties"]["recipe"]["enum"] = list(objectives.RECIPES)
     return document
 
@@ -135,7 +139,7 @@ class Plan(Layout):
                 start += f" --init-from-teacher {inputs['init_teacher']} --init-layers {self.config['student']['init']}"
         topk = f"--topk {inputs['topk']}" if "topk" in inputs else ""
         acceptance = f"--acceptance {inputs['acceptance']}" if "acceptance" in inputs else ""
-        generation = self.length_options() if entry["objective"] == SPECULATIVE else ""
+        generation = self.length_options() if generates(entry["objective"]) else ""
         return (f"{start} --teacher {inputs['teacher']} {topk} {acceptance} {generation}"
                 f" {cli_options({**objectives.options(entry), **train})}")
 
@@ -246,7 +250,7 @@ class Plan(Layout):
         """The report's figures (mtdistill.figures); the SKD acceptance last, and only if a student drafts."""
         from .figures import FIGURES  # matplotlib: only when the workflow is built, not for every import
 
-        drafts = any(entry["objective"] == SPECULATIVE for entry in self.objective_students.values())
+        drafts = any(generates(entry["objective"]) for entry in self.objective_students.values())
         return [name for name in FIGURES if name != "skd_acceptance"] + (["skd_acceptance"] if drafts else [])
 
     def figure_files(self) -> list[str]:
