@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 from helpers import REPO, dry_run_dag, planned_jobs, tiny_config
-from mtdistill import figures, models
+from mtdistill import dag, figures, models
 from mtdistill.objectives.prune import prunable
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
@@ -172,9 +172,8 @@ EXAMPLE_CONFIGS = sorted((REPO / "config" / "examples").glob("*.yaml")) + sorted
 
 @pytest.mark.parametrize("example", EXAMPLE_CONFIGS, ids=lambda path: path.name)
 def test_example_configs_dry_run(fresh_workdir, example):
-    result = snakemake("-n", "--configfile", str(example), cwd=fresh_workdir)
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "tune_reranker" in result.stdout and "train_student" in result.stdout
+    rules = {job.rule.name for job in dag.dry_run(fresh_workdir, [example]).jobs}
+    assert {"tune_reranker", "train_student", "report"} <= rules
 
 
 def test_slurm_profile_resources(fresh_workdir):
@@ -259,7 +258,8 @@ def test_scorer_without_its_model_is_named(tmp_path):
                                                ("resources", "finetune_teacher", "resources.finetune_decoders")])
 def test_a_renamed_config_key_is_refused_naming_the_new_one(tmp_path, section, old, new):
     config = tiny_config()
-    config.setdefault(section, {})[old] = config[section].pop("objectives", [])
+    value = config["student"].pop("objectives") if section == "student" else {}
+    config.setdefault(section, {})[old] = value
     with pytest.raises(Exception, match=rf"config key {section}\.{old}: renamed {new}"):
         dry_run_dag(tmp_path, config)
 
