@@ -22,22 +22,24 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtdistill import kd, models
-from mtdistill.train import CrossEntropy, collate, encode, token_batches
+from mtdistill import models
+from mtdistill.objectives import OBJECTIVES
+from mtdistill.training.batches import collate, encode, token_batches
 
 OUT = Path(__file__).resolve().parent / "results"
 
 
 def objectives(teacher: str, topk: str) -> dict:
+    word_kd, skd = OBJECTIVES["word_kd"], OBJECTIVES["skd"]
     return {
-        "cross_entropy": CrossEntropy(0.1),
-        "word_kd (teacher in the loop)": kd.WordKD(teacher, 0.5, 1.0, 0.1),
-        "word_kd (top-16 cache)": kd.WordKD(teacher, 0.5, 1.0, 0.1, topk_path=topk),
-        "supervised_kd": kd.SpeculativeKD(teacher, 25, 5, supervised=True),
-        "skd (K=25)": kd.SpeculativeKD(teacher, 25, 5),
-        "on-policy (K=vocabulary)": kd.SpeculativeKD(teacher, -1, 5),
-        "teacher-generated (K=0)": kd.SpeculativeKD(teacher, 0, 5),
-        "prune 50% + cross_entropy": kd.Pruned(0.5, 0.1),
+        "cross_entropy": OBJECTIVES["cross_entropy"](0.1),
+        "word_kd (teacher in the loop)": word_kd(teacher, 0.5, 1.0, 0.1),
+        "word_kd (top-16 cache)": word_kd(teacher, 0.5, 1.0, 0.1, topk_path=topk),
+        "supervised_kd": OBJECTIVES["supervised_kd"](teacher),
+        "skd (K=25)": skd(teacher, 25, 5),
+        "on-policy (K=vocabulary)": skd(teacher, -1, 5),
+        "teacher-generated (K=0)": skd(teacher, 0, 5),
+        "prune 50% + cross_entropy": OBJECTIVES["prune"](0.5, 0.1),
     }
 
 

@@ -1,4 +1,4 @@
-"""SKD acceptance against K (mtdistill.skd_acceptance) and distill --k auto reading its choice."""
+"""SKD acceptance against K (mtdistill.skd_acceptance) and train --objective skd --k auto reading its choice."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mtdistill import distill, models, skd_acceptance
+from mtdistill import models, skd_acceptance, train
 
 TIMINGS = ("seconds", "tokens_per_s")
 
@@ -40,7 +40,7 @@ def test_sources_are_a_seeded_sample(kd_labels):
     assert skd_acceptance.sample_sources([str(kd_labels)], 10_000, seed=1) == everything  # all of them, in table order
 
 
-def test_acceptance_against_k_chooses_the_k_distill_trains_with(untrained_student, teacher_dir, kd_labels, tmp_path):
+def test_acceptance_against_k_chooses_the_k_skd_trains_with(untrained_student, teacher_dir, kd_labels, tmp_path):
     outs = [tmp_path / "a.json", tmp_path / "b.json"]
     for out in outs:
         assert skd_acceptance.main(["--student", str(untrained_student), "--teacher", str(teacher_dir),
@@ -65,9 +65,9 @@ def test_acceptance_against_k_chooses_the_k_distill_trains_with(untrained_studen
     assert by_k[0]["acceptance"] == 0 and by_k[-1]["acceptance"] == 1  # the two limits: teacher-generated, on-policy
     assert 0.3 <= by_k[300]["acceptance"] <= 0.8  # about half of a 600-token vocabulary
     assert first["chosen_k"] == 300 == skd_acceptance.choose_k(first["sweep"])
-    args = distill.parse_args(["--train", "t.parquet", "--dev", "d.parquet", "--init", str(untrained_student),
-                               "--teacher", str(teacher_dir), "--out", "o", "--objective", "skd", "--k", "auto",
-                               "--acceptance", str(outs[0])])
+    args = train.parse_args(["--train", "t.parquet", "--dev", "d.parquet", "--init", str(untrained_student),
+                             "--teacher", str(teacher_dir), "--out", "o", "--objective", "skd", "--k", "auto",
+                             "--acceptance", str(outs[0])])
     assert args.k == 300
 
 

@@ -45,7 +45,7 @@ def test_two_ranks_train_as_one_process_accumulating_two_batches(work, data_dir,
 def test_killed_data_parallel_skd_resumes_on_every_rank(work, kd_labels, data_dir, tokenizer_dir, teacher_dir, config):
     """Each rank has its own dropout and sampling states: the checkpoint keeps them all."""
     def argv(out):
-        return [*TORCHRUN, "-m", "mtdistill.distill", *SKD_OPTIONS, "--teacher", str(teacher_dir),
+        return [*TORCHRUN, "-m", "mtdistill.train", *SKD_OPTIONS, "--teacher", str(teacher_dir),
                 "--train", str(kd_labels), "--label-column", "label", "--dev", str(data_dir / "dev.parquet"),
                 *student_arch(tokenizer_dir, config), "--max-steps", "8", "--eval-every", "2", "--batch-tokens", "512",
                 "--lr", "3e-3", "--warmup", "2", "--max-len", "64", "--seed", "3", "--out", str(out)]

@@ -9,9 +9,14 @@ import pytest
 import torch
 
 from helpers import train_args
-from mtdistill import distill, kd, models, teacher_topk
+from mtdistill import models, teacher_topk, train
 from mtdistill.core.io import InputError
-from mtdistill.train import collate, encode
+from mtdistill.objectives import OBJECTIVES, speculator as spec
+from mtdistill.objectives.prune import prunable
+from mtdistill.objectives.speculative import SpeculativeKD, SupervisedKD
+from mtdistill.objectives.teacher import check_shared_vocabulary
+from mtdistill.objectives.word_kd import WordKD
+from mtdistill.training.batches import collate, encode
 
 
 def test_acceptance_rule_on_hand_made_logits():
@@ -19,20 +24,20 @@ def test_acceptance_rule_on_hand_made_logits():
                            [0.0, 0, 9, 0, 0, 0],   # draft 2 ranks first
                            [9.0, 8, 7, 6, 5, 4]])  # draft 5 ranks last
     drafts = torch.tensor([1, 2, 5])
-    assert [kd.accepted_length(drafts, logits, k) for k in (0, 1, 2, 5, 6, 100)] == [0, 0, 2, 2, 3, 3]
+    assert [spec.accepted_length(drafts, logits, k) for k in (0, 1, 2, 5, 6, 100)] == [0, 0, 2, 2, 3, 3]
     # the count is of leading accepted drafts: a later accepted one does not help after a rejection
-    assert kd.accepted_length(torch.tensor([0, 3, 2]), logits, 1) == 1
+    assert spec.accepted_length(torch.tensor([0, 3, 2]), logits, 1) == 1
     # ties with the drafted token's logit count as inside the top k
-    assert kd.accepted_length(torch.tensor([3]), torch.zeros(1, 6), 1) == 1
-    assert kd.accepted_length(torch.tensor([], dtype=torch.long), torch.zeros(0, 6), 5) == 0
+    assert spec.accepted_length(torch.tensor([3]), torch.zeros(1, 6), 1) == 1
+    assert spec.accepted_length(torch.tensor([], dtype=torch.long), torch.zeros(0, 6), 5) == 0
 
 
 def test_nucleus_sampling_keeps_the_top_tokens():
     logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
     generator = torch.Generator().manual_seed(0)
-    drawn = {int(kd.sample(logits, 1.0, 0.6, generator)) for _ in range(200)}
+    drawn = {int(spec.sample(logits, 1.0, 0.6, generator)) for _ in range(200)}
     assert drawn == {0, 1}  # 0.5 < 0.6 needs the second token; the third starts beyond top-p
-    assert int(kd.sample(logits, 0.0, 0.5, generator)) == 0
+    assert int(spec.sample(logits, 0.0, 0.5, generator)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +63,7 @@ def sample_alone(model, input_ids, attention_mask, tokenizer, sampling, max_len,
         logits = model(input_ids=input_ids, attention_mask=attention_mask,
                        decoder_input_ids=torch.tensor([sequence])).logits[0, -1].float()
         logits[tokenizer.pad_token_id] = -float("inf")
-        sequence.append(int(kd.sample(logits[None], *sampling, generator)))
+        sequence.append(int(spec.sample(logits[None], *sampling, generator)))
         if sequence[-1] == tokenizer.eos_token_id:
             break
     return sequence[1:]
@@ -69,7 +74,7 @@ def test_k_limits_are_exactly_student_or_teacher_sampling(pair, data_dir, limit)
     teacher, student, tokenizer = pair
     input_ids, attention_mask = sources(data_dir, tokenizer, 1)
     k, model, sampling = (len(tokenizer), student, (0.9, 0.9)) if limit == "on_policy" else (0, teacher, (0.7, 0.9))
-    speculator = kd.Speculator(student, teacher, tokenizer, k, gamma=3, student_sampling=(0.9, 0.9),
+    speculator = spec.Speculator(student, teacher, tokenizer, k, gamma=3, student_sampling=(0.9, 0.9),
                                teacher_sampling=(0.7, 0.9), max_len=12, generator=torch.Generator().manual_seed(5))
     sequences, kept, generated = speculator.generate(input_ids, attention_mask)
     expected = sample_alone(model, input_ids, attention_mask, tokenizer, sampling, 12, torch.Generator().manual_seed(5))
@@ -83,7 +88,7 @@ def test_batches_keep_each_sentence_own_acceptance(pair, data_dir):
     input_ids, attention_mask = sources(data_dir, tokenizer, 4)
 
     def run(k, rows):
-        speculator = kd.Speculator(student, teacher, tokenizer, k, gamma=3, student_sampling=(0.0, 1.0),
+        speculator = spec.Speculator(student, teacher, tokenizer, k, gamma=3, student_sampling=(0.0, 1.0),
                                    teacher_sampling=(0.0, 1.0), max_len=10)
         return speculator.generate(input_ids[rows], attention_mask[rows])
 
@@ -100,8 +105,8 @@ def test_supervised_kd_is_word_kd_without_cross_entropy(pair, teacher_dir, data_
     table = pd.read_parquet(data_dir / "tune.parquet")[:6]
     pairs = encode(tokenizer, list(table.source), list(table.target), 64)
     batch, labels = collate(pairs, list(range(6)), tokenizer.pad_token_id, torch.device("cpu"))
-    supervised = kd.SpeculativeKD(str(teacher_dir), k=25, gamma=5, supervised=True)
-    word = kd.WordKD(str(teacher_dir), alpha=1.0, tau=1.0)
+    supervised = SupervisedKD(str(teacher_dir))
+    word = WordKD(str(teacher_dir), alpha=1.0, tau=1.0)
     for objective in (supervised, word):
         objective.prepare(student, tokenizer, table, pairs, torch.device("cpu"))
     (a, tokens_a), (b, tokens_b) = supervised(student, batch, labels, range(6)), word(student, batch, labels, range(6))
@@ -120,19 +125,19 @@ def test_precomputed_top_k_gives_the_online_kl(pair, teacher_dir, data_dir, work
     batch, labels = collate(pairs, [3, 0, 5], tokenizer.pad_token_id, torch.device("cpu"))
     losses = []
     for topk in (None, str(cache)):
-        objective = kd.WordKD(str(teacher_dir), alpha=1.0, tau=1.0, topk_path=topk)
+        objective = WordKD(str(teacher_dir), alpha=1.0, tau=1.0, topk_path=topk)
         objective.prepare(student, tokenizer, table, pairs, torch.device("cpu"))
         losses.append(objective(student, batch, labels, [3, 0, 5])[0].item())
     assert losses[1] == pytest.approx(losses[0], rel=1e-2)  # k = |V|: truncation drops nothing (float16 storage)
     with pytest.raises(InputError, match="not the training table"):
-        kd.WordKD(str(teacher_dir), 1.0, 1.0, topk_path=str(cache)).prepare(student, tokenizer, table[::-1], pairs, "cpu")
+        WordKD(str(teacher_dir), 1.0, 1.0, topk_path=str(cache)).prepare(student, tokenizer, table[::-1], pairs, "cpu")
 
 
 def test_teacher_with_another_vocabulary_is_refused(tmp_path, teacher_dir):
     _, tokenizer = models.load(teacher_dir)
     other = models.train_tokenizer(["ein ganz anderes Vokabular", "a different vocabulary"] * 50, 60, tmp_path / "other")
     with pytest.raises(InputError, match="do not share the target vocabulary"):
-        kd.check_shared_vocabulary(other, tokenizer, "other-teacher")
+        check_shared_vocabulary(other, tokenizer, "other-teacher")
 
 
 def student_run(work, labels, data_dir, teacher_dir, config, name, *options):
@@ -141,13 +146,14 @@ def student_run(work, labels, data_dir, teacher_dir, config, name, *options):
     train_options.update({"--max-steps": "4", "--eval-every": "2", "--select-by": "loss"})
     argv = ["--train", str(labels), "--label-column", "label", "--dev", str(data_dir / "dev.parquet"),
             "--init", str(teacher_dir), *[x for kv in train_options.items() for x in kv], "--out", str(out), *options]
-    assert distill.main(argv) == 0
+    assert train.main(argv) == 0
     return out, json.loads((out / "training.json").read_text())
 
 
 def test_skd_training_logs_acceptance_per_step(work, kd_labels, data_dir, teacher_dir, config):
-    _, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "skd", "--objective", "skd", "--teacher", str(teacher_dir),
-                             "--k", "5", "--gamma", "3")
+    out, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "skd", "--objective", "skd", "--teacher", str(teacher_dir),
+                               "--k", "5", "--gamma", "3")
+    assert (out / "acceptance.png").stat().st_size > 0  # drawn by figures.skd_acceptance
     assert len(summary["acceptance_per_step"]) == 4 and all(0 <= a <= 1 for a in summary["acceptance_per_step"])
     assert all("acceptance_rate" in h and "seconds_per_step" in h for h in summary["history"])
 
@@ -155,13 +161,13 @@ def test_skd_training_logs_acceptance_per_step(work, kd_labels, data_dir, teache
 def test_pruning_zeroes_weights_and_retrains(work, kd_labels, data_dir, teacher_dir, config):
     out, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "pruned", "--objective", "prune", "--prune", "0.4")
     model, _ = models.load(out)
-    linear = [m.weight for m in kd.prunable(model)]
+    linear = [m.weight for m in prunable(model)]
     zeros = sum(int((w == 0).sum()) for w in linear) / sum(w.numel() for w in linear)
     assert zeros == pytest.approx(0.4, abs=0.01)  # still pruned after retraining, masks folded in
     assert models.nonzero_parameters(model) < summary["nonzero_before"]
 
 
-# --- issue 15: decode.max_len_a/b in SKD generation and evaluation, top-k cache coverage, distill options
+# --- issue 15: decode.max_len_a/b in SKD generation and evaluation, top-k cache coverage, the objectives' options
 
 
 def generated_tokens(sequence: list[int], eos: int) -> int:
@@ -174,16 +180,16 @@ def test_speculative_generation_stops_at_max_len_a_b(pair, teacher_dir, data_dir
     """max_len_a 0, max_len_b 3: at most 3 generated tokens, EOS included, as decoding's max_new_tokens."""
     teacher, student, tokenizer = pair
     input_ids, attention_mask = sources(data_dir, tokenizer, 6)
-    speculator = kd.speculator(student, teacher, tokenizer, k, 2, (1.0, 1.0), (1.0, 1.0), 128,
+    speculator = spec.speculator(student, teacher, tokenizer, k, 2, (1.0, 1.0), (1.0, 1.0), 128,
                                torch.Generator().manual_seed(0), max_len_a=0.0, max_len_b=3)
     sequences, kept, generated = speculator.generate(input_ids, attention_mask)
     assert all(len(s) <= 3 for s in sequences) and max(map(len, sequences)) == 3  # the limit binds
     assert generated == sum(map(len, sequences)) and all(generated_tokens(s, tokenizer.eos_token_id) == len(s) for s in sequences)
     # the default is today's: 1.5 x the source tokens (EOS included) + 10, at most max_len
     lengths = attention_mask.sum(1).tolist()
-    assert kd.Speculator(student, teacher, tokenizer, 2, 2, max_len=20).limits(attention_mask) == [min(20, int(1.5 * n + 10)) for n in lengths]
+    assert spec.Speculator(student, teacher, tokenizer, 2, 2, max_len=20).limits(attention_mask) == [min(20, int(1.5 * n + 10)) for n in lengths]
     # SpeculativeKD passes the limit through to the sequences it trains on
-    objective = kd.SpeculativeKD(str(teacher_dir), k, 2, (1.0, 1.0), (1.0, 1.0), max_len_a=0.0, max_len_b=3)
+    objective = SpeculativeKD(str(teacher_dir), k, 2, (1.0, 1.0), (1.0, 1.0), max_len_a=0.0, max_len_b=3)
     objective.prepare(student, tokenizer, None, [], torch.device("cpu"))
     batch, labels = objective.sequence_batch(student, {"input_ids": input_ids, "attention_mask": attention_mask}, input_ids)
     assert labels.shape[1] <= 3 and batch["decoder_input_ids"].shape == labels.shape
@@ -251,19 +257,19 @@ def test_topk_cache_must_cover_every_trained_label_position(pair, teacher_dir, d
     assert max(len(label) for _, label in pairs) > 4  # labels the short cache truncated
     short = topk_cache(teacher_dir, labels_file, 4, work / "topk4.pt")
     assert short["max_len"] == 4
-    objective = kd.WordKD(str(teacher_dir), 0.5, 1.0, topk_path=str(work / "topk4.pt"), max_len=16)
+    objective = WordKD(str(teacher_dir), 0.5, 1.0, topk_path=str(work / "topk4.pt"), max_len=16)
     with pytest.raises(InputError, match=re.escape(str(work / "topk4.pt")) + r": built with max_len 4, but training uses max_len 16"):
         objective.prepare(student, tokenizer, table, pairs, torch.device("cpu"))
     # the same max_len on both sides: every position is covered and trains
     assert topk_cache(teacher_dir, labels_file, 16, work / "topk16.pt")["max_len"] == 16
-    objective = kd.WordKD(str(teacher_dir), 0.5, 1.0, topk_path=str(work / "topk16.pt"), max_len=16)
+    objective = WordKD(str(teacher_dir), 0.5, 1.0, topk_path=str(work / "topk16.pt"), max_len=16)
     objective.prepare(student, tokenizer, table, pairs, torch.device("cpu"))
     batch, labels = collate(pairs, list(range(6)), tokenizer.pad_token_id, torch.device("cpu"))
     loss, tokens = objective(student, batch, labels, list(range(6)))
     assert tokens == sum(len(label) for _, label in pairs) and torch.isfinite(loss)
 
 
-DISTILL_BASE = ["--train", "t.parquet", "--dev", "d.parquet", "--init", "m", "--teacher", "t", "--out", "o"]
+OBJECTIVE_BASE = ["--train", "t.parquet", "--dev", "d.parquet", "--init", "m", "--teacher", "t", "--out", "o"]
 
 
 @pytest.mark.parametrize("objective,given", [
@@ -271,43 +277,59 @@ DISTILL_BASE = ["--train", "t.parquet", "--dev", "d.parquet", "--init", "m", "--
     ("word_kd", ["--k", "5"]), ("word_kd", ["--gamma", "2"]), ("supervised_kd", ["--k", "5"]),
     ("supervised_kd", ["--student-top-p", "0.9"]), ("prune", ["--tau", "2"]), ("prune", ["--topk", "c.pt"]),
 ])
-def test_distill_refuses_options_its_objective_does_not_use(objective, given, capsys):
+def test_train_refuses_options_its_objective_does_not_use(objective, given, capsys):
     with pytest.raises(SystemExit) as exit:
-        distill.parse_args([*DISTILL_BASE, "--objective", objective, *given])
+        train.parse_args([*OBJECTIVE_BASE, "--objective", objective, *given])
     assert exit.value.code == 2
     option = given[0].split("=")[0]
     assert f"{option}: objective {objective} does not use it" in capsys.readouterr().err
 
 
-def test_distill_defaults_come_from_the_objective_registry():
-    from mtdistill import objectives
+def test_cross_entropy_is_the_default_and_refuses_the_others_options(capsys):
+    args = train.parse_args(OBJECTIVE_BASE)
+    assert args.objective == "cross_entropy" and args.lr == 7e-4
+    assert not hasattr(args, "alpha") and not hasattr(args, "max_len_a")  # not recorded in training.json either
+    for given in (["--alpha", "0.3"], ["--max-len-a", "2"], ["--acceptance", "a.json"]):
+        with pytest.raises(SystemExit):
+            train.parse_args([*OBJECTIVE_BASE, *given])
+        assert f"{given[0]}: objective cross_entropy does not use it" in capsys.readouterr().err
 
-    skd = distill.parse_args([*DISTILL_BASE, "--objective", "skd"])
-    assert skd.lr == objectives.OBJECTIVE_TRAIN["skd"]["lr"] == 1e-5
-    assert {key: getattr(skd, key) for key in objectives.OBJECTIVE_KEYS["skd"]} == objectives.OBJECTIVE_KEYS["skd"]
+
+def test_importing_the_objectives_loads_no_torch():
+    import subprocess
+    import sys
+
+    code = "import sys, mtdistill.objectives as o; list(o.OBJECTIVES); print('torch' in sys.modules, 'pandas' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split() == ["False", "False"]
+
+
+def test_objective_defaults_come_from_the_objective_registry():
+    skd = train.parse_args([*OBJECTIVE_BASE, "--objective", "skd"])
+    assert skd.lr == OBJECTIVES["skd"].train["lr"] == 1e-5
+    assert {key: getattr(skd, key) for key in OBJECTIVES["skd"].keys} == OBJECTIVES["skd"].keys
     assert (skd.max_len_a, skd.max_len_b) == (1.5, 10)
-    assert distill.parse_args([*DISTILL_BASE, "--objective", "skd", "--lr", "1e-4"]).lr == 1e-4
-    assert distill.parse_args([*DISTILL_BASE, "--objective", "supervised_kd"]).lr == 1e-5
-    word = distill.parse_args([*DISTILL_BASE, "--objective", "word_kd", "--alpha", "0.3", "--topk", "c.pt"])
+    assert train.parse_args([*OBJECTIVE_BASE, "--objective", "skd", "--lr", "1e-4"]).lr == 1e-4
+    assert train.parse_args([*OBJECTIVE_BASE, "--objective", "supervised_kd"]).lr == 1e-5
+    word = train.parse_args([*OBJECTIVE_BASE, "--objective", "word_kd", "--alpha", "0.3", "--topk", "c.pt"])
     assert (word.alpha, word.tau, word.topk, word.lr) == (0.3, 1.0, "c.pt", 7e-4)  # train's default lr
-    assert distill.parse_args([*DISTILL_BASE, "--objective", "prune"]).prune == 0.5
+    assert train.parse_args([*OBJECTIVE_BASE, "--objective", "prune"]).prune == 0.5
 
 
-def test_distill_k_auto_reads_the_chosen_k(tmp_path, capsys):
+def test_skd_k_auto_reads_the_chosen_k(tmp_path, capsys):
     chosen, none = tmp_path / "acceptance.json", tmp_path / "none.json"
     chosen.write_text(json.dumps({"chosen_k": 3, "choice": "rule"}))
     none.write_text(json.dumps({"chosen_k": None, "choice": "rule"}))
-    skd = [*DISTILL_BASE, "--objective", "skd"]
-    args = distill.parse_args([*skd, "--k", "auto", "--acceptance", str(chosen)])
+    skd = [*OBJECTIVE_BASE, "--objective", "skd"]
+    args = train.parse_args([*skd, "--k", "auto", "--acceptance", str(chosen)])
     assert args.k == 3 and args.acceptance == str(chosen)
-    assert distill.parse_args([*skd, "--k", "-1"]).k == -1 and distill.parse_args([*skd, "--k", "0"]).k == 0
+    assert train.parse_args([*skd, "--k", "-1"]).k == -1 and train.parse_args([*skd, "--k", "0"]).k == 0
     for argv, message in [([*skd, "--k", "auto", "--acceptance", str(none)], f"{none}: chosen_k is null"),
                           ([*skd, "--k", "auto", "--acceptance", str(tmp_path / "missing.json")], "missing.json: file not found"),
                           ([*skd, "--k", "auto"], "--k auto needs --acceptance"),
                           ([*skd, "--k", "3", "--acceptance", str(chosen)], "--acceptance goes with --k auto"),
                           ([*skd, "--k", "many"], "neither an integer nor auto")]:
         with pytest.raises(SystemExit):
-            distill.parse_args(argv)
+            train.parse_args(argv)
         assert message in capsys.readouterr().err
 
 

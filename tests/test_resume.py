@@ -34,7 +34,7 @@ def test_killed_distillation_resumes_to_the_same_model_and_summary(work, kd_labe
     options, steps = OBJECTIVES[objective]
 
     def argv(out):
-        return [sys.executable, "-m", "mtdistill.distill", *[o.format(teacher=teacher_dir) for o in options],
+        return [sys.executable, "-m", "mtdistill.train", *[o.format(teacher=teacher_dir) for o in options],
                 "--train", str(kd_labels), "--label-column", "label", "--dev", str(data_dir / "dev.parquet"),
                 *student_arch(tokenizer_dir, config), "--max-steps", str(steps), "--eval-every", "4", "--batch-tokens", "512",
                 "--lr", "3e-3", "--warmup", "2", "--max-len", "64", "--seed", "3", "--out", str(out)]

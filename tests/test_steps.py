@@ -106,7 +106,7 @@ def test_teacher_trains_and_loads_with_transformers(teacher_dir, config):
 def test_teacher_uses_the_source(teacher_dir, data_dir):
     """A teacher whose encoder collapsed scores shuffled sources as well as the true ones."""
     from mtdistill import models
-    from mtdistill.train import dev_loss, encode, token_batches
+    from mtdistill.training.batches import dev_loss, encode, token_batches
 
     model, tokenizer = models.load(teacher_dir)
     dev = pd.read_parquet(data_dir / "dev.parquet")
@@ -148,8 +148,9 @@ def test_training_is_deterministic(work, data_dir, tokenizer_dir, config):
 
 def test_precision_is_an_option_recorded_with_the_model(work, data_dir, tokenizer_dir, config):
     from mtdistill import train
+    from mtdistill.training.batches import resolve_precision
 
-    assert train.resolve_precision("auto", torch.device("cpu")) == "fp32"  # bf16 only on a GPU that has it
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"  # bf16 only on a GPU that has it
     out = work / "bf16"
     assert train.main(["--train", str(data_dir / "bitext.parquet"), "--dev", str(data_dir / "dev.parquet"),
                        "--tokenizer", str(tokenizer_dir), "--arch", json.dumps(config["student"]["arch"]),
