@@ -55,6 +55,15 @@ def history(record: dict) -> list[dict]:
     return record.get("history", [])
 
 
+def best_step(record: dict) -> int | None:
+    return record.get("best_step")
+
+
+def acceptance(record: dict) -> list[float]:
+    """SKD's fraction of generated tokens the student drafted, per step (empty for other objectives)."""
+    return record.get("acceptance_per_step") or []
+
+
 def start(record: dict) -> dict | None:
     """The starting model's evaluation (--eval-at-start), if any."""
     return next((h for h in history(record) if h["step"] == 0), None)
