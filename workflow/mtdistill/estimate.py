@@ -54,6 +54,7 @@ from .decode import shard_rows
 from .core.io import InputError, read_json, write_json
 from .core.cli import run_main
 from .train import parser as train_parser
+from .training import record
 
 BENCHMARKS = "results/benchmarks"
 # Wildcards that only say which data a job processes; the others say which model or method it runs.
@@ -231,23 +232,12 @@ def measured_jobs(measured: Path, plan: PlannedRun, training_rules: set) -> tupl
     for job in found:
         w = job["wildcards"]
         if job["rule"] in training_rules:
-            kind, work = trained_work(run / apply_wildcards(plan.output_patterns[job["rule"]], w) / "training.json")
+            summary = record.path(run / apply_wildcards(plan.output_patterns[job["rule"]], w))
+            kind, work = record.work(read_json(summary), summary)
         else:
             kind, work = data_work(job["rule"], w, sizes, shards.get((w.get("round"), w.get("set"))), plan.compositions)
         rows.append({"rule": job["rule"], "group": group_of(w), "kind": kind, "work": work, "seconds": job["seconds"]})
     return pd.DataFrame(rows), ignored
-
-
-def trained_work(path: Path) -> tuple[str, float]:
-    """The work a finished training did: steps run x batch tokens, or epochs x training pairs."""
-    summary = read_json(path)
-    try:
-        arguments = summary["arguments"]
-        if arguments.get("epochs"):
-            return "epochs x sentences", arguments["epochs"] * summary["train_pairs"]
-        return "steps x batch_tokens", summary["steps"] * arguments["batch_tokens"] * arguments.get("accumulate", 1)
-    except KeyError as err:
-        raise InputError(f"{path}: no {err} (a training summary written by mtdistill.train)") from None
 
 
 def rates(measured: pd.DataFrame, keys: list[str]) -> pd.Series:

@@ -23,6 +23,7 @@ from .labels import quality as label_quality
 from .core.io import InputError, atomic_path, read_json
 
 from .core.cli import run_main
+from .training import record
 
 log = logging.getLogger("mtdistill")
 DPI = 110
@@ -273,8 +274,8 @@ def training_curves(trainings: list[tuple[str, str, dict]], out) -> pd.DataFrame
     """Dev loss (and dev BLEU where recorded) per step of every (group, label, training.json); the circle marks
     the step each run kept."""
     rows = [{"group": group, "model": label, "step": h["step"], "dev_loss": h.get("dev_loss", np.nan),
-             "dev_bleu": h.get("dev_bleu", np.nan), "kept": h["step"] == training.get("best_step")}
-            for group, label, training in trainings for h in training["history"]]
+             "dev_bleu": h.get("dev_bleu", np.nan), "kept": h["step"] == record.best_step(training)}
+            for group, label, training in trainings for h in record.history(training)]
     table = pd.DataFrame(rows, columns=["group", "model", "step", "dev_loss", "dev_bleu", "kept"])
 
     panels = [(group, "dev_loss") for group in (TEACHER_GROUP, STUDENT_GROUP) if (table.group == group).any()]
@@ -304,8 +305,8 @@ def training_curves(trainings: list[tuple[str, str, dict]], out) -> pd.DataFrame
 def skd_acceptance(trainings: list[tuple[str, str, dict]], out) -> pd.DataFrame:
     """Per step, the fraction of generated tokens the student drafted and the teacher kept, for every model
     trained with speculative KD; the thick line is a moving average over a twentieth of the steps."""
-    curves = [(label, training["acceptance_per_step"]) for _, label, training in trainings
-              if training.get("acceptance_per_step")]
+    curves = [(label, record.acceptance(training)) for _, label, training in trainings
+              if record.acceptance(training)]
     if not curves:
         raise InputError("--models: no training.json has acceptance_per_step (no speculative KD student)")
     rows = []
@@ -411,11 +412,11 @@ def load_trainings(model_dirs) -> list[tuple[str, str, dict]]:
     """(group, label, training.json) of every model directory that has one (an imported teacher has none)."""
     found = []
     for path in model_dirs:
-        training = Path(path) / "training.json"
-        if not training.exists():
+        training = record.read(path)
+        if training is None:
             log.info("%s: no training.json, no training curve", path)
             continue
-        found.append((*model_label(path), require(read_json(training), ("history",), training)))
+        found.append((*model_label(path), require(training, ("history",), record.path(path))))
     several = len({round_ for group, _, round_, _ in found if group == STUDENT_GROUP}) > 1
     return [(group, f"{name} (round {round_})" if several and group == STUDENT_GROUP else name, training)
             for group, name, round_, training in found]

@@ -16,11 +16,12 @@ from .figures import FIGURES
 from .labels.quality import load_diagnostics as load_label_diagnostics
 from .core.io import atomic_path, read_json
 from .core.cli import run_main
+from .training import record
 
 
 def initialisation(system: str, training: dict) -> str:
     """How a model started: from scratch, from the teacher's bottom or spaced layers, or from a student."""
-    arguments = training.get("arguments", {})
+    arguments = record.arguments(training)
     if not arguments:
         return "-"
     if arguments.get("init"):
@@ -38,7 +39,7 @@ def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.Da
         greedy, beam, batch1 = ev["greedy"], ev["beam"], ev.get("batch1", {})
         rows.append({
             "system": ev["system"], "round": ev.get("round", 0), "strategy": ev["strategy"],
-            "init": initialisation(ev["system"], training), "seed": training.get("arguments", {}).get("seed"),
+            "init": initialisation(ev["system"], training), "seed": record.arguments(training).get("seed"),
             "parameters": ev["parameters"], "nonzero": ev.get("nonzero_parameters", ev["parameters"]),
             "train_pairs": training.get("train_pairs"),
             "bleu_greedy": greedy["bleu"], "bleu_beam": beam["bleu"],
@@ -237,26 +238,15 @@ def reranker_section(diagnostics: dict, round_: int) -> list[str]:
     return lines
 
 
-def training_cost(training: dict) -> tuple[float, float]:
-    """Seconds per step and target tokens per second over every logged window (evaluation excluded)."""
-    history = [h for h in training.get("history", []) if "seconds_per_step" in h]
-    if not history:
-        return float("nan"), float("nan")
-    steps = [history[0]["step"]] + [b["step"] - a["step"] for a, b in zip(history, history[1:])]
-    seconds = sum(h["seconds_per_step"] * n for h, n in zip(history, steps))
-    tokens = sum(h["target_tokens_per_s"] * h["seconds_per_step"] * n for h, n in zip(history, steps))
-    return seconds / sum(steps), tokens / seconds
-
-
 def objectives_section(table: pd.DataFrame, trainings: dict[tuple, dict]) -> list[str]:
     """Cost of every student's objective against cross-entropy, SKD acceptance, pruning before/after."""
     rows, notes = [], []
     for (system, round_), training in trainings.items():
         if system == "teacher":
             continue
-        arguments = training.get("arguments", {})
-        seconds, tokens_per_s = training_cost(training)
-        row = {"system": system, "round": round_, "objective": arguments.get("objective", "cross_entropy"),
+        arguments = record.arguments(training)
+        seconds, tokens_per_s = record.cost(training)
+        row = {"system": system, "round": round_, "objective": record.objective(training),
                "steps": training.get("steps"), "s/step": seconds, "target tok/s": tokens_per_s}
         acceptance = training.get("acceptance_per_step")
         if acceptance:
@@ -286,10 +276,10 @@ def objectives_section(table: pd.DataFrame, trainings: dict[tuple, dict]) -> lis
 
 def fine_tuning(training: dict) -> str:
     """What a self-training round did to the teacher: kept its predecessor, or which step won on dev."""
-    if not training or "arguments" not in training or not training["arguments"].get("init"):
+    if not training or not record.arguments(training).get("init"):
         return "-"
     metric = "dev_bleu" if training.get("select_by") == "bleu" else "dev_loss"
-    start = next((h for h in training["history"] if h["step"] == 0), None)
+    start = record.start(training)
     best = training.get("best", {})
     if training.get("kept_start"):
         return f"kept the previous round's teacher: no checkpoint beat its {metric} {start[metric]:.2f}"
@@ -387,13 +377,14 @@ def run(args) -> None:
     evaluations = [read_json(p) for p in args.evaluations]
     trainings = {}
     for ev, model in zip(evaluations, args.models):
-        if (Path(model) / "training.json").exists():
-            trainings[ev["system"], ev.get("round", 0)] = read_json(Path(model) / "training.json")
+        training = record.read(model)
+        if training is not None:
+            trainings[ev["system"], ev.get("round", 0)] = training
     table = report_table(evaluations, trainings)
     with atomic_path(args.csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(args.markdown) as tmp:
-        costs = [record for p in args.costs for record in read_json(p)]
+        costs = [cost for p in args.costs for cost in read_json(p)]
         diagnostics = [reranker_diagnostics.load(p) for p in args.diagnostics]
         significance = [read_json(p) for p in args.significance]
         findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
