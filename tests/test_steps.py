@@ -61,7 +61,8 @@ def test_files_source_splits_by_document(tmp_path, config_copy):
 
 
 def test_leakage_check_names_the_overlap(tmp_path, config_copy):
-    from mtdistill import prepare_data
+    from mtdistill.core.io import InputError
+    from mtdistill.corpora.prepare import prepare
 
     rows = [(f"satz {d} {i}", f"sentence {d} {i}", f"doc{d}") for d in range(10) for i in range(4)]
     rows += [(f"satz {d} 0", f"sentence {d} 0", "docX") for d in range(10)]  # every doc's first line again
@@ -69,10 +70,10 @@ def test_leakage_check_names_the_overlap(tmp_path, config_copy):
     config_copy["data"].update(source="files", drop_held_out_overlap=False, files={
         "parallel": {"tsv": str(tmp_path / "b.tsv")}, "mono": [], "doc_ids": "", "lines_per_doc": 50,
         "tune_fraction": 0.1, "dev_fraction": 0.1, "test_fraction": 0.1})
-    with pytest.raises(prepare_data.InputError, match=r"data leakage: \d+ (test|dev|tune) source sentence\(s\) also in train \(first: sent_id L\d+"):
-        prepare_data.prepare({**config_copy["data"], "seed": 1})
+    with pytest.raises(InputError, match=r"data leakage: \d+ (test|dev|tune) source sentence\(s\) also in train \(first: sent_id L\d+"):
+        prepare({**config_copy["data"], "seed": 1})
     config_copy["data"]["drop_held_out_overlap"] = True
-    sets = prepare_data.prepare({**config_copy["data"], "seed": 1})
+    sets = prepare({**config_copy["data"], "seed": 1})
     assert not set(sets["train"].source) & set(sets["test"].source)
 
 

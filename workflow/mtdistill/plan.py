@@ -55,6 +55,12 @@ def schema() -> dict:
     definitions["scorer"]["if"]["properties"]["kind"]["enum"] = [name for name in KINDS if KINDS[name].needs_model]
     definitions["objective_student"]["properties"]["objective"]["enum"] = list(objectives.OBJECTIVES)
     definitions["objective_student"]["properties"]["recipe"]["enum"] = list(objectives.RECIPES)
+    # an extension's own keys, typed by their defaults (objectives.check refuses them on other objectives)
+    properties = definitions["objective_student"]["properties"]
+    json_type = {bool: "boolean", int: "number", float: "number", str: "string"}
+    for _, objective in objectives.OBJECTIVES.items():
+        for key, default in objective.keys.items():
+            properties.setdefault(key, {"type": json_type.get(type(default), "object")})
     return document
 
 
