@@ -1,5 +1,6 @@
-"""Train a model with cross-entropy on labels: a Marian-style translation model (teacher, student,
-right-to-left teacher, backward model) or a GPT-2-style target language model.
+"""Train a model on labels with an objective (cross-entropy unless --objective says otherwise): a
+Marian-style translation model (teacher, student, right-to-left teacher, backward model) or a
+GPT-2-style target language model.
 
 --direction l2r      source -> label column (teachers and students)
             r2l      source -> label tokens reversed (right-to-left teacher, Setiawan 2024)
