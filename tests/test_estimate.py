@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from helpers import planned_jobs, tiny_config
-from mtdistill import estimate
+from mtdistill import estimate, estimation
 from mtdistill.core.io import InputError
 
 # Fake measured run: seconds per benchmark file, and the run's sentence counts.
@@ -58,7 +58,7 @@ def target(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def plan(target):
-    return estimate.dry_run(target, [])
+    return estimation.dry_run(target, [])
 
 
 @pytest.fixture(scope="module")
