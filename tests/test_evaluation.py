@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import sacrebleu
 from comet_fixture import build_tiny_comet
-from mtdistill import evaluate, report, significance
+from mtdistill import evaluate, report, report_sections, significance
 from mtdistill.core.metrics import reference_streams
 from mtdistill.core.io import InputError
 
@@ -278,7 +278,8 @@ def test_report_states_each_finding_and_the_seed_spread(tmp_path, data_dir, test
 
 
 def test_verdicts_need_the_claimed_sign_and_p_below_005():
-    assert report.verdict(+1.0, 0.01) == "holds"
-    assert report.verdict(+1.0, 0.2) == "not significant" and report.verdict(+1.0, None) == "not significant"
-    assert report.verdict(-1.0, 0.01) == "reversed"
-    assert report.verdict(-1.0, 0.01, lower_is_better=True) == "holds"
+    assert report_sections.verdict(+1.0, 0.01) == "holds"
+    assert report_sections.verdict(+1.0, 0.2) == "not significant"
+    assert report_sections.verdict(+1.0, None) == "not significant"
+    assert report_sections.verdict(-1.0, 0.01) == "reversed"
+    assert report_sections.verdict(-1.0, 0.01, lower_is_better=True) == "holds"

@@ -153,7 +153,7 @@ def student_run(work, labels, data_dir, teacher_dir, config, name, *options):
 def test_skd_training_logs_acceptance_per_step(work, kd_labels, data_dir, teacher_dir, config):
     out, summary = student_run(work, kd_labels, data_dir, teacher_dir, config, "skd", "--objective", "skd", "--teacher", str(teacher_dir),
                                "--k", "5", "--gamma", "3")
-    assert (out / "acceptance.png").stat().st_size > 0  # drawn by figures.skd_acceptance
+    assert (out / "acceptance.png").stat().st_size > 0  # drawn by figures.training.skd_acceptance
     assert len(summary["acceptance_per_step"]) == 4 and all(0 <= a <= 1 for a in summary["acceptance_per_step"])
     assert all("acceptance_rate" in h and "seconds_per_step" in h for h in summary["history"])
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from mtdistill import figures, report
+from mtdistill import figures, report, report_reranking, report_sections
 
 
 def label_diagnostics(strategy: str, set_name: str, differs: float, dropped: int) -> dict:
@@ -22,17 +22,17 @@ LABELS = [label_diagnostics("top1", "bitext", 0.0, 1), label_diagnostics("rerank
 
 
 def test_labels_section_lists_every_strategy_and_set_with_the_filter_counts():
-    text = "\n".join(report.labels_section(LABELS))
+    text = "\n".join(report_sections.labels_section(LABELS))
     rows = [line for line in text.splitlines() if line.startswith("|") and "rerank" in line]
     assert len(rows) == 2 and "| mono " in rows[1]
     header = next(line for line in text.splitlines() if line.count("|") > 2 and line.split("|")[1].strip() == "round")
     assert "filter sentences_dropped" in header and "filter dropped_by_reason repeated_ngram" in header
     assert "thresholds" not in header and "dropped_sent_ids" not in header  # config values and ids stay in the JSON
-    assert report.labels_section([]) == []
+    assert report_sections.labels_section([]) == []
 
 
 def test_label_diagnostics_figure_plots_the_shares(tmp_path):
-    table = figures.label_diagnostics(LABELS, tmp_path / "label_diagnostics.png")
+    table = figures.labels.label_diagnostics(LABELS, tmp_path / "label_diagnostics.png")
     assert (tmp_path / "label_diagnostics.png").stat().st_size > 0
     rerank_mono = table.set_index("labels").loc["rerank-mono (round 1)"]
     assert rerank_mono.differs_from_top1 == 0.5 and rerank_mono.dropped == pytest.approx(0.2)
@@ -43,7 +43,7 @@ def test_acceptance_section_shows_the_sweep_and_the_chosen_k():
     sweep = {"student": "results/round1/students/top1-bitext", "sentences": 64, "gamma": 5, "chosen_k": 3,
              "choice": "closest to 0.55", "sweep": [{"k": 1, "acceptance": 0.21}, {"k": 3, "acceptance": 0.52},
                                                     {"k": 25, "acceptance": 0.99}]}
-    text = "\n".join(report.acceptance_section([sweep]))
+    text = "\n".join(report_sections.acceptance_section([sweep]))
     assert "## Speculative KD: acceptance against K" in text and "Chosen K: 3" in text and "0.520" in text
 
 
@@ -51,10 +51,10 @@ def test_self_training_round_says_whether_it_kept_its_predecessor():
     kept = {"arguments": {"init": "results/models/teacher"}, "select_by": "bleu", "kept_start": True, "best_step": 0,
             "history": [{"step": 0, "dev_bleu": 14.2, "dev_loss": 3.1}, {"step": 50, "dev_bleu": 13.9, "dev_loss": 3.2}],
             "best": {"step": 0, "dev_bleu": 14.2}}
-    assert report.fine_tuning(kept) == "kept the previous round's teacher: no checkpoint beat its dev_bleu 14.20"
+    assert report_reranking.fine_tuning(kept) == "kept the previous round's teacher: no checkpoint beat its dev_bleu 14.20"
     improved = {**kept, "kept_start": False, "best_step": 50, "best": {"step": 50, "dev_bleu": 14.9}}
-    assert report.fine_tuning(improved) == "fine-tuned: step 50 dev_bleu 14.90 (previous 14.20)"
-    assert report.fine_tuning({}) == "-"
+    assert report_reranking.fine_tuning(improved) == "fine-tuned: step 50 dev_bleu 14.90 (previous 14.20)"
+    assert report_reranking.fine_tuning({}) == "-"
 
 
 def test_initialisation_column_names_how_each_model_started():
@@ -64,6 +64,6 @@ def test_initialisation_column_names_how_each_model_started():
     assert report.initialisation("skd", {"arguments": {"init": "results/round1/students/top1-bitext"}}) == \
         "from top1-bitext"
     assert report.initialisation("teacher", {}) == "-"
-    table = report.seed_section(pd.DataFrame({"system": ["a-bitext"], "seed": [1], "bleu_beam": [1.0],
-                                              "chrf_beam": [2.0]}))
+    table = report_sections.seed_section(pd.DataFrame({"system": ["a-bitext"], "seed": [1], "bleu_beam": [1.0],
+                                                       "chrf_beam": [2.0]}))
     assert table == []  # no replicas, no section

@@ -167,7 +167,7 @@ class SpeculativeKD(CrossEntropy):
         """acceptance.png: the report's acceptance figure of this one model."""
         if not self.acceptance:
             return
-        from ..figures import skd_acceptance
+        from ..figures.training import skd_acceptance
 
         label = f"K={self.speculator.k}, gamma={self.gamma}"
         skd_acceptance([("students", label, self.summary())], outdir / "acceptance.png")
