@@ -1,5 +1,5 @@
 """An extension is one module: tests/extension is a package as a user would ship it, with a scorer
-kind, a label strategy and an objective, each one module registered through its entry point
+kind, a label strategy, an objective and a corpus source, each one module registered through its entry point
 (mtdistill_example_ext-0.1.dist-info). With the package on the path, the workflow plans jobs for
 them (a dry run) and the steps run them (`python -m mtdistill.<step>`); without it they are unknown.
 """
@@ -48,7 +48,15 @@ def test_the_workflow_plans_the_extensions(tmp_path):
     assert "--name punct --kind punctuation" in shell  # held-out sets: every scorer
     assert "--strategy shortest" in shell and "results/round1/students/shortest-bitext" in shell
     assert "--objective confidence_penalty --beta 0.2" in shell
+    # a corpus source of the extension's passes the schema, its block reaching prepare_data
+    config = extended_config()
+    config["data"].update(source="jsonl", jsonl={"path": "/data/corpus.jsonl"})
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(config))
+    corpus = subprocess.run(command, capture_output=True, text=True, env=with_extension(), timeout=600)
+    assert corpus.returncode == 0, corpus.stdout[-3000:] + corpus.stderr[-3000:]
+    assert '"source": "jsonl"' in corpus.stdout and '"jsonl": {"path": "/data/corpus.jsonl"}' in corpus.stdout
     # without the package, the names are not registered: the schema refuses the config
+    (tmp_path / "config" / "config.yaml").write_text(yaml.safe_dump(extended_config()))
     plain = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert plain.returncode != 0 and "punctuation" in plain.stdout + plain.stderr
 
@@ -91,3 +99,18 @@ def test_the_steps_run_the_extensions(tmp_path, data_dir, tune_nbest, teacher_di
     unknown = step("score", "--name", "punct", "--kind", "punctuation", "--nbest", tune_nbest,
                    "--sources", data_dir / "tune.parquet", "--out", tmp_path / "x.parquet", extension=False)
     assert unknown.returncode == 2 and "punctuation" in unknown.stderr
+
+
+def test_prepare_data_reads_an_extension_corpus(tmp_path):
+    rows = [{"source": f"quelle {split} {i} wort", "target": f"source {split} {i} word", "split": split}
+            for split in ("train", "tune", "dev", "test") for i in range(12 if split == "train" else 3)]
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    spec = {**tiny_config()["data"], "source": "jsonl", "jsonl": {"path": str(corpus)}, "seed": 1}
+    spec["transfer"] = {"bitext_size": 4, "mono_size": 0}
+    prepared = step("prepare_data", "--spec", json.dumps(spec), "--outdir", tmp_path / "data")
+    assert prepared.returncode == 0, prepared.stderr[-2000:]
+    sizes = {name: len(pd.read_parquet(tmp_path / "data" / f"{name}.parquet")) for name in ("train", "tune", "dev", "test", "bitext")}
+    assert sizes == {"train": 12, "tune": 3, "dev": 3, "test": 3, "bitext": 4}
+    unknown = step("prepare_data", "--spec", json.dumps(spec), "--outdir", tmp_path / "other", extension=False)
+    assert unknown.returncode == 2 and "config key data.source: unknown corpus 'jsonl'" in unknown.stderr

@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from . import objectives
+from .corpora import READERS
 from .labels import STRATEGIES
 from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout, acceptance_file, as_json,  # noqa: F401
                      base_system, cli_options, ct2_model, label_files, nbest_shard, selected_features_list, student_dir)
@@ -55,6 +56,11 @@ def schema() -> dict:
     definitions["scorer"]["if"]["properties"]["kind"]["enum"] = [name for name in KINDS if KINDS[name].needs_model]
     definitions["objective_student"]["properties"]["objective"]["enum"] = list(objectives.OBJECTIVES)
     definitions["objective_student"]["properties"]["recipe"]["enum"] = list(objectives.RECIPES)
+    # a corpus extension: its name for data.source, its own data.<name> block
+    data = document["properties"]["data"]["properties"]
+    data["source"]["enum"] = list(READERS)
+    for name in READERS:
+        data.setdefault(name, {"type": "object"})
     # an extension's own keys, typed by their defaults (objectives.check refuses them on other objectives)
     properties = definitions["objective_student"]["properties"]
     json_type = {bool: "boolean", int: "number", float: "number", str: "string"}
