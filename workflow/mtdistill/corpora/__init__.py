@@ -8,20 +8,5 @@ and files (the user's own files). An extension is one module that registers a re
 known through the `mtdistill.corpora` entry point group.
 """
 
-from __future__ import annotations
-
-import pandas as pd
-
-from ..core.registry import Registry
-
-READERS = Registry("corpora")
-HELD_OUT = ("test", "dev", "tune")  # earlier sets win when a sentence occurs in several
-
-
-def monolingual(parts: list[tuple], column: str) -> pd.DataFrame:
-    """One monolingual table from (sent_ids, doc_ids, texts) parts, `column` holding the texts."""
-    frames = [pd.DataFrame({"sent_id": ids, "doc_id": docs, column: texts}) for ids, docs, texts in parts]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["sent_id", "doc_id", column])
-
-
+from .base import HELD_OUT, READERS, monolingual  # noqa: F401
 from . import bible, files  # noqa: E402,F401  the built-ins register themselves

@@ -10,7 +10,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..core.io import InputError
-from . import HELD_OUT, READERS, monolingual
+from .base import HELD_OUT, READERS, monolingual
 
 
 def bible_db_path() -> Path:

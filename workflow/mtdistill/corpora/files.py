@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.io import InputError, read_lines
-from . import HELD_OUT, READERS, monolingual
+from .base import HELD_OUT, READERS, monolingual
 
 
 @READERS.register("files")

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..core.io import InputError
-from . import HELD_OUT, READERS
+from .base import HELD_OUT, READERS
 
 COLUMNS = ["sent_id", "doc_id", "source", "target", "references"]
 

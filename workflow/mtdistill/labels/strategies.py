@@ -18,7 +18,7 @@ import pandas as pd
 from ..core.io import InputError, read_json
 from ..core.metrics import sentence_gains
 from ..core.nbest import feature_columns, per_hypothesis_refs, pick, rerank_scores
-from . import LabelOptions, strategy
+from .base import LabelOptions, strategy
 
 
 @strategy("ref", needs_reference=True, uses_nbest=False)

@@ -9,21 +9,13 @@ objective does not use is refused wherever it is given instead of being silently
 
 from __future__ import annotations
 
-from ..core.registry import Registry
-
-OBJECTIVES = Registry("objectives")
-
-
-def register(cls):
-    """Class decorator: register an objective under its `name`."""
-    return OBJECTIVES.register(cls.name)(cls)
-
+from .base import OBJECTIVES, register  # noqa: F401  (register: what an extension module calls)
 
 # the built-ins register themselves, in this order (cross_entropy, word_kd, skd, supervised_kd, prune)
-from . import cross_entropy, word_kd, speculative, prune  # noqa: E402,I001
+from . import cross_entropy, word_kd, speculative, prune  # noqa: E402,F401,I001
 
 # Keys every student objective entry may have, whatever its objective.
-VARIANT_KEYS = {"name", "recipe", "objective", "labels", "init", "train"}
+ENTRY_KEYS = {"name", "recipe", "objective", "labels", "init", "train"}
 
 # The papers' named recipes: an entry `{name: ..., recipe: <name>}` gets these keys; its own keys win.
 RECIPES = {
@@ -40,26 +32,26 @@ RECIPES = {
 }
 
 
-def expand(variant: dict) -> dict:
+def expand(entry: dict) -> dict:
     """An entry with its recipe's keys filled in (its own keys win)."""
-    recipe = variant.get("recipe")
+    recipe = entry.get("recipe")
     if recipe is None:
-        return dict(variant)
+        return dict(entry)
     if recipe not in RECIPES:
         raise ValueError(f"recipe {recipe!r} is not one of {', '.join(RECIPES)}")
-    return {**RECIPES[recipe], **variant}
+    return {**RECIPES[recipe], **entry}
 
 
-def unused_keys(variant: dict) -> list[str]:
+def unused_keys(entry: dict) -> list[str]:
     """Keys of an (expanded) entry that its objective does not use."""
-    own = OBJECTIVES[variant["objective"]].keys
-    return [key for key in variant if key not in VARIANT_KEYS and key not in own]
+    own = OBJECTIVES[entry["objective"]].keys
+    return [key for key in entry if key not in ENTRY_KEYS and key not in own]
 
 
-def check(variant: dict, where: str) -> dict:
+def check(entry: dict, where: str) -> dict:
     """The expanded entry, or a ValueError naming the config key its objective would ignore."""
     try:
-        expanded = expand(variant)
+        expanded = expand(entry)
     except ValueError as error:
         raise ValueError(f"config key {where}.recipe: {error}") from None
     for key in ("objective", "labels"):
@@ -74,13 +66,13 @@ def check(variant: dict, where: str) -> dict:
     return expanded
 
 
-def train_settings(variant: dict, student_train: dict) -> dict:
+def train_settings(entry: dict, student_train: dict) -> dict:
     """student.train, then the objective's own settings, then the entry's `train`."""
-    return {**student_train, **OBJECTIVES[variant["objective"]].train, **variant.get("train", {})}
+    return {**student_train, **OBJECTIVES[entry["objective"]].train, **entry.get("train", {})}
 
 
-def options(variant: dict) -> dict:
+def options(entry: dict) -> dict:
     """The objective and its hyper-parameters that the entry sets (the objective's defaults fill the rest)."""
-    own = OBJECTIVES[variant["objective"]].option_keys()
-    chosen = {key: value for key, value in variant.items() if key in own}
-    return {"objective": variant["objective"], **chosen}
+    own = OBJECTIVES[entry["objective"]].option_keys()
+    chosen = {key: value for key, value in entry.items() if key in own}
+    return {"objective": entry["objective"], **chosen}

@@ -22,7 +22,7 @@ from __future__ import annotations
 import copy
 from pathlib import Path
 
-from . import register
+from .base import register
 
 
 @register

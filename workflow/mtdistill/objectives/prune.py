@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from . import register
+from .base import register
 from .cross_entropy import CrossEntropy
 
 log = logging.getLogger("mtdistill")

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import argparse
 
-from . import register
+from .base import register
 from .cross_entropy import CrossEntropy
 
 # generation stops at MAX_LEN_A * source tokens + MAX_LEN_B tokens (EOS included), as decoding's default

@@ -4,7 +4,7 @@ precomputed (`teacher_topk`, --topk FILE) and the KL is truncated to them."""
 
 from __future__ import annotations
 
-from . import register
+from .base import register
 from .cross_entropy import CrossEntropy
 
 
