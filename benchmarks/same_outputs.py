@@ -1,6 +1,8 @@
 """Does a change keep the pipeline's outputs? Run the tiny end-to-end config at a commit and at the
 working tree, then compare, byte for byte: report.csv (less its measured-speed columns, which are
-timings), every label table, every reranker's weights and every model's weights. Before that, the
+timings, and its size_mb less each model directory's training.json and plots: the arguments
+record and acceptance.png), every label table, every reranker's weights, every model's weights and
+every training.json less its timings and arguments (learning curves, best steps, summaries). Before that, the
 dry-run job lists (rule, wildcards, outputs, shell command of every job) of the demo, bench and
 example configs must be identical too.
 
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -32,6 +35,7 @@ import pandas as pd
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = "tests/configs/tiny.yaml"
 TIMING_COLUMNS = ("sent_per_s", "tok_per_s", "speedup")  # wall-clock measurements, never reproducible
+RECORD_TIMINGS = {"seconds", "target_tokens_per_s", "seconds_per_step"}
 COMPARED = ("round*/labels/**/*.parquet", "round*/reranker/weights.json", "**/*.safetensors")
 
 
@@ -131,18 +135,51 @@ def rename_pair(text: str) -> tuple[str, str]:
     return old, new
 
 
+def model_dir(results: Path, system: str, round_: int) -> Path:
+    if system == "teacher":
+        return results / ("models" if round_ == 0 else f"round{round_}/models") / "teacher"
+    return results / f"round{round_}" / "students" / system
+
+
+def records_mb(directory: Path) -> float:
+    """What a model directory holds besides the model: training.json (the step's arguments, whose
+    spelling a refactor may change) and plots (acceptance.png, drawn by mtdistill.figures)."""
+    files = [directory / "training.json", *directory.glob("*.png")]
+    return sum(f.stat().st_size for f in files if f.is_file()) / 2**20
+
+
 def report_bytes(results: Path) -> bytes:
+    """report.csv less its timings, and size_mb less each model directory's records and plots (the
+    weights, configs and tokenizer files stay in it)."""
     table = pd.read_csv(results / "report.csv")
     kept = [c for c in table.columns if not c.startswith(TIMING_COLUMNS)]
+    records = [records_mb(model_dir(results, s, r)) for s, r in zip(table.system, table["round"])]
+    table["size_mb"] = (table.size_mb - records).round(9)
     return table[kept].to_csv(index=False).encode()
+
+
+def without_timings(value):
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in RECORD_TIMINGS}
+    return [without_timings(v) for v in value] if isinstance(value, list) else value
+
+
+def record_bytes(path: Path) -> bytes:
+    """A training.json less its timings and its arguments (their spelling is the step's, not the model's):
+    the learning curve, best step, parameter count and the objective's summary stay."""
+    record = without_timings(json.loads(path.read_text()))
+    record.pop("arguments", None)
+    return json.dumps(record, sort_keys=True).encode()
 
 
 def digests(results: Path) -> dict[str, str]:
     """Relative path -> sha256 of every compared file, report.csv as its timing-free text."""
-    found = {"report.csv (less timings)": hashlib.sha256(report_bytes(results)).hexdigest()}
+    found = {"report.csv (less timings; size_mb less records and plots)": hashlib.sha256(report_bytes(results)).hexdigest()}
     for pattern in COMPARED:
         for path in sorted(results.glob(pattern)):
             found[str(path.relative_to(results))] = hashlib.sha256(path.read_bytes()).hexdigest()
+    for path in sorted(results.glob("**/training.json")):
+        found[f"{path.relative_to(results)} (less timings, arguments)"] = hashlib.sha256(record_bytes(path)).hexdigest()
     return found
 
 
@@ -186,11 +223,13 @@ def main(argv=None) -> int:
         return 1 if different else 0
     before = digests(run(commit[:12], commit, args.root, args.cores))
     after = digests(run(name, args.against, args.root, args.cores))
-    kinds = {"labels": "label tables", "weights.json": "reranker weights", "safetensors": "model weights"}
+    kinds = {"labels": "label tables", "weights.json": "reranker weights", "safetensors": "model weights",
+             "training.json": "training records (less timings, arguments)"}
     for key, what in kinds.items():
         print(f"{sum(key in name for name in before)} {what} compared")
     problems = compare(before, after)
-    print("\n".join(problems) if problems else f"identical: all {len(before)} files (report.csv less its timing columns)")
+    print("\n".join(problems) if problems else f"identical: all {len(before)} files (report.csv less its timing columns, "
+                                         "its size_mb less each model's training.json and plots)")
     return 1 if problems or different else 0
 
 
