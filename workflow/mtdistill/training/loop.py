@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import gc
 import json
 import logging
 import math
@@ -291,5 +292,9 @@ def train(args, objective) -> dict:
     started = time.time()
     run_epochs(run, rng)
     summary = save_model(run, started) if run.rank == 0 else {}
+    # DDP's reducer holds the process group: freed after the group is destroyed, its destructor can
+    # deadlock on the GIL with a gloo thread (a test run hung there once), so it goes first
+    run.model = None
+    gc.collect()
     distributed.finish(run.world)
     return summary
