@@ -60,6 +60,3 @@ class Registry(Generic[T]):
     def items(self):
         self._load_plugins()
         return list(self._entries.items())
-
-    def names(self) -> list[str]:
-        return list(self)
