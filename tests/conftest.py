@@ -135,3 +135,20 @@ def backward_dir(work, data_dir, tokenizer_dir, config) -> Path:
 @pytest.fixture(scope="session")
 def lm_dir(work, data_dir, tokenizer_dir, config) -> Path:
     return train_helper(work, data_dir, tokenizer_dir, config, "lm")
+
+
+@pytest.fixture(scope="session")
+def kb_shards(work, kd_labels, teacher_dir, config) -> list[Path]:
+    """A two-shard flat knowledge base of the tiny teacher on `kd_labels`, keys of the student's width."""
+    from mtdistill import build_kb, kb_projection
+
+    projection = work / "kb" / "projection.pt"
+    assert kb_projection.main(["--teacher", str(teacher_dir), "--labels", str(kd_labels),
+                               "--dim", str(config["student"]["arch"]["d_model"]), "--sentences", "200",
+                               "--epochs", "3", "--out", str(projection)]) == 0
+    shards = [work / "kb" / f"bitext.{shard}" for shard in range(2)]
+    for shard, out in enumerate(shards):
+        assert build_kb.main(["--teacher", str(teacher_dir), "--projection", str(projection), "--labels",
+                              str(kd_labels), "--shard", str(shard), "--num-shards", "2", "--values-k", "8",
+                              "--out", str(out)]) == 0
+    return shards

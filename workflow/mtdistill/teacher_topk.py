@@ -23,26 +23,43 @@ from .training.batches import autocast, collate, encode, resolve_precision, toke
 
 
 @torch.no_grad()
+def teacher_forced(teacher, pairs, pad: int, k: int, batch_tokens: int, precision: str, device,
+                   states: bool = False) -> dict:
+    """Per row: the teacher's top-k next-token ids (int32) and log-probs (float16) at every label
+    position and, with `states`, its final decoder states there (float32, the knowledge base's keys)."""
+    rows = {"ids": [None] * len(pairs), "logprobs": [None] * len(pairs)}
+    if states:
+        rows["states"] = [None] * len(pairs)
+    for indices in tqdm(token_batches(pairs, batch_tokens, np.random.default_rng(0)), desc="teacher forced",
+                        mininterval=30):
+        batch, labels = collate(pairs, indices, pad, device)
+        with autocast(device, precision):
+            out = teacher(**batch, output_hidden_states=states)
+        top = torch.log_softmax(out.logits.float(), -1).topk(k, -1)
+        for row, index in enumerate(indices):
+            length = len(pairs[index][1])
+            rows["ids"][index] = top.indices[row, :length].to(torch.int32).cpu()
+            rows["logprobs"][index] = top.values[row, :length].to(torch.float16).cpu()
+            if states:
+                rows["states"][index] = out.decoder_hidden_states[-1][row, :length].float().cpu().numpy()
+    return rows
+
+
+def label_pairs(tokenizer, table, label_column: str, max_len: int):
+    """The rows with a label and their (source ids, label ids) pairs, encoded as `train` encodes them."""
+    table = table.dropna(subset=[label_column])
+    return table, encode(tokenizer, list(table.source), list(table[label_column]), max_len)
+
+
 def teacher_topk(teacher_path: str, tables: list[str], label_column: str, k: int, max_len: int, batch_tokens: int,
                  precision: str = "auto") -> dict:
     teacher, tokenizer = models.load(teacher_path, "--teacher")
     device = models.device()
     teacher = teacher.to(device).eval()
-    precision = resolve_precision(precision, device)
-    table = read_tables(tables).dropna(subset=[label_column])
-    pairs = encode(tokenizer, list(table.source), list(table[label_column]), max_len)
-    ids, logprobs = [None] * len(pairs), [None] * len(pairs)
-    for indices in tqdm(token_batches(pairs, batch_tokens, np.random.default_rng(0)), desc="teacher top-k", mininterval=30):
-        batch, labels = collate(pairs, indices, tokenizer.pad_token_id, device)
-        with autocast(device, precision):
-            logits = teacher(**batch).logits
-        top = torch.log_softmax(logits.float(), -1).topk(k, -1)
-        for row, index in enumerate(indices):
-            length = len(pairs[index][1])
-            ids[index] = top.indices[row, :length].to(torch.int32).cpu()
-            logprobs[index] = top.values[row, :length].to(torch.float16).cpu()
-    return {"teacher": teacher_path, "k": k, "max_len": max_len, "sent_ids": list(table.sent_id), "ids": ids,
-            "logprobs": logprobs}
+    table, pairs = label_pairs(tokenizer, read_tables(tables), label_column, max_len)
+    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, k, batch_tokens, resolve_precision(precision, device),
+                          device)
+    return {"teacher": teacher_path, "k": k, "max_len": max_len, "sent_ids": list(table.sent_id), **rows}
 
 
 def parse_args(argv=None):
