@@ -33,6 +33,7 @@ include: "workflow/rules/decode.smk"
 include: "workflow/rules/score.smk"
 include: "workflow/rules/rerank.smk"
 include: "workflow/rules/student.smk"
+include: "workflow/rules/retrieval.smk"
 include: "workflow/rules/evaluate.smk"
 
 

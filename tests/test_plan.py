@@ -151,6 +151,35 @@ def test_objective_student_options(config):
     assert tiny.student_init_option() == "--init-from-teacher results/models/teacher --init-layers spaced"
 
 
+def test_retrieval_students_get_a_sharded_kb_a_tuned_beta_and_an_hf_evaluation(config):
+    tiny = plan_of(config)
+    assert tiny.retrieval_systems == {"reaugkd.knn": "reaugkd"}
+    shards = [f"results/round1/kb/top1-both/{s}" for s in ("bitext.0", "bitext.1", "mono.0")]
+    assert tiny.kb_shards(1, "top1-both") == shards and tiny.kb_files() == shards
+    assert tiny.objective_inputs(1, "reaugkd")["kb"] == shards
+    assert f"--kb {' '.join(shards)}" in tiny.objective_options(1, "reaugkd")
+    assert tiny.build_kb_inputs(1, "top1-both", "mono") == {
+        "labels": "results/round1/labels/top1/mono.parquet", "teacher": "results/round1/models/teacher",
+        "projection": "results/round1/kb/top1-both/projection.pt"}
+    assert tiny.build_kb_options("bitext") == "--num-shards 2 --values-k 8 --max-len 64 --index flat"
+    assert tiny.kb_projection_options() == ("--dim 32 --max-len 64 --sentences 100 --epochs 2 --batch-size 256"
+                                            " --temperature 0.1 --lr 0.005 --max-per-token 50")
+    assert tiny.retrieval_options("reaugkd") == "--betas 0 0.5 --max-len-a 1.2 --max-len-b 5"
+    assert tiny.model_of(1, "reaugkd.knn") == "results/round1/students/reaugkd"
+    assert tiny.system_strategy("reaugkd.knn") == "top1+reaugkd+knn"
+    assert tiny.evaluate_retrieval_option(1, "reaugkd.knn") == (
+        f"--retrieval results/round1/retrieval/reaugkd.json --kb {' '.join(shards)}")
+    assert tiny.evaluate_retrieval_option(1, "reaugkd") == "" and ("reaugkd.knn", "reaugkd") in tiny.comparisons()
+    assert tiny.report_inputs()["retrieval"] == ["results/round1/retrieval/reaugkd.json"]
+    # CTranslate2 cannot mix a kNN distribution into its steps: the .knn row decodes on the hf path
+    config["backend"]["evaluate"] = "ctranslate2"
+    config["kb"].update(index="ivfpq", ivfpq={"nlist": 8})
+    ct2 = plan_of(config)
+    assert ct2.evaluate_backend_option(1, "reaugkd.knn") == "" and ct2.evaluate_translator(1, "reaugkd.knn") == []
+    assert "--backend ctranslate2" in ct2.evaluate_backend_option(1, "reaugkd")
+    assert ct2.build_kb_options("mono").endswith("--index ivfpq --nlist 8 --pq-m 32 --pq-bits 8 --nprobe 16")
+
+
 def test_evaluation_report_and_figure_files(config):
     config["student"]["replicas"] = {"systems": ["top1-both"], "seeds": [7]}
     tiny = plan_of(config)
@@ -213,6 +242,10 @@ def edit(config: dict, path: str, value) -> dict:
      r"student\.objectives\[0\]\.alpha: objective skd does not use it"),
     ("student.replicas", {"systems": ["top1-mono"], "seeds": [2]},
      r"student\.replicas\.systems\[0\]: top1-mono is not in student\.systems"),
+    ("kb.ivfpq", {"nlist": 4}, r"config key kb\.ivfpq: kb\.index is flat, which does not use it"),
+    ("kb.index", "ivfpq", r"config key kb\.ivfpq: kb\.index ivfpq needs it"),
+    ("student.objectives", [{"name": "r", "objective": "reaugkd", "labels": "top1-both", "topk": 8}],
+     r"student\.objectives\[0\]\.topk: objective reaugkd does not use it"),
     ("evaluation.comparisons", [{"system": "top1-both", "baseline": "tpo1-both"}],
      r"evaluation\.comparisons\[0\]\.baseline: tpo1-both is not a system of this run"),
 ])

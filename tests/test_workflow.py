@@ -17,9 +17,10 @@ from mtdistill.objectives.prune import prunable
 
 STAGE_RULES = {"prepare_data", "train_tokenizer", "train_teacher", "train_helper", "decode_nbest", "merge_nbest", "score",
                "tune_reranker", "select_labels", "finetune_decoders", "train_student", "evaluate", "gather_costs",
-               "list_selected_features", "teacher_topk", "train_objective", "figures", "report"}
+               "list_selected_features", "teacher_topk", "train_objective", "kb_projection", "build_kb",
+               "tune_retrieval", "figures", "report"}
 MODEL_RULES = {"train_teacher", "train_helper", "finetune_decoders", "decode_nbest", "train_student", "teacher_topk",
-               "train_objective", "evaluate"}
+               "train_objective", "kb_projection", "build_kb", "tune_retrieval", "evaluate"}
 NEURAL_SCORERS = {"teacher", "r2l", "backward", "lm"}
 
 
@@ -49,8 +50,14 @@ def test_dag_has_every_stage_and_model_rules_request_a_gpu(tmp_path):
     students = {entry["name"] for entry in config["student"]["objectives"]}
     assert {(w["round"], w["student"]) for n, w, _ in jobs if n == "train_objective"} == {("1", s) for s in students}
     assert {(w["round"], w["labels"], w["k"]) for n, w, _ in jobs if n == "teacher_topk"} == {("1", "top1-both", "8")}
+    # the reaugkd student's knowledge base: one job per shard of its labels' sets, after one projection head
+    assert {(w["round"], w["labels"], w["set"], w["shard"]) for n, w, _ in jobs if n == "build_kb"} == {
+        ("1", "top1-both", "bitext", "0"), ("1", "top1-both", "bitext", "1"), ("1", "top1-both", "mono", "0")}
+    assert [(w["round"], w["labels"]) for n, w, _ in jobs if n == "kb_projection"] == [("1", "top1-both")]
+    assert [(w["round"], w["student"]) for n, w, _ in jobs if n == "tune_retrieval"] == [("1", "reaugkd")]
     assert {(w["round"], w["system"]) for n, w, _ in jobs if n == "evaluate"} == (
-        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]} | {("1", s) for s in students})
+        {("0", "teacher"), ("1", "teacher")} | {("1", s) for s in config["student"]["systems"]} | {("1", s) for s in students}
+        | {("1", "reaugkd.knn")})
     # held-out sets get every scorer; which scorers the transfer shards get waits on each round's
     # reranker (a checkpoint): before it runs, only the MBR scorer the mbr students need is there
     scores = {(w["round"], w["set"], w["scorer"]) for n, w, _ in jobs if n == "score"}
@@ -283,9 +290,10 @@ def test_end_to_end_tiny_run(tmp_path):
     systems = config["student"]["systems"]
     entries = config["student"]["objectives"]
     assert list(zip(table.system, table["round"])) == (
-        [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems] + [(e["name"], 1) for e in entries])
+        [("teacher", 0), ("teacher", 1)] + [(s, 1) for s in systems] + [(e["name"], 1) for e in entries]
+        + [("reaugkd.knn", 1)])
     assert list(table.strategy[2:]) == [s.split("-")[0] for s in systems] + [
-        f"{e['labels'].split('-')[0]}+{e['objective']}" for e in entries]
+        f"{e['labels'].split('-')[0]}+{e['objective']}" for e in entries] + ["top1+reaugkd+knn"]
     pruned = table.set_index("system").loc["pruned"]
     model, _ = models.load(results / "round1" / "students" / "pruned")
     linear = [m.weight for m in prunable(model)]
@@ -319,8 +327,18 @@ def test_end_to_end_tiny_run(tmp_path):
         assert (labels.strategy == "rerank").all() and {"hyp_id", "label", "from_l2r", "from_r2l"} <= set(labels.columns)
     finetuned = json.loads((results / "round1" / "models" / "teacher" / "training.json").read_text())
     assert finetuned["arguments"]["init"] == "results/models/teacher" and finetuned["arguments"]["epochs"] == 1
+    # retrieval-augmented KD: the knowledge base in shards, the head beside the student, the tuned beta
+    kb = [json.loads((results / "round1" / "kb" / "top1-both" / f"{s}" / "kb.json").read_text())
+          for s in ("bitext.0", "bitext.1", "mono.0")]
+    labels = sum(len(pd.read_parquet(results / "round1" / "labels" / "top1" / f"{s}.parquet").label.dropna())
+                 for s in ("bitext", "mono"))
+    assert sum(k["rows"] for k in kb) == labels and all(k["tokens"] > 0 and k["build_seconds"] > 0 for k in kb)
+    assert (results / "round1" / "students" / "reaugkd" / "retrieval_head.pt").exists()
+    tuned = json.loads((results / "round1" / "retrieval" / "reaugkd.json").read_text())
+    assert len(tuned["curve"]) == 2
+    assert "## Retrieval-augmented KD" in report
     for rule in ("train_teacher", "finetune_decoders", "decode_nbest", "score", "train_student", "teacher_topk",
-                 "train_objective", "evaluate"):
+                 "train_objective", "kb_projection", "build_kb", "tune_retrieval", "evaluate"):
         assert any((results / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
     # the Snakemake HTML report builds from the finished run

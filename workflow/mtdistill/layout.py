@@ -66,6 +66,18 @@ def selected_features_list(round, set_name: str) -> str:
     return f"results/round{round}/features/{set_name}/selected.json"
 
 
+def kb_projection(round, labels: str) -> str:
+    return f"results/round{round}/kb/{labels}/projection.pt"
+
+
+def kb_shard(round, labels: str, set_name: str, shard) -> str:
+    return f"results/round{round}/kb/{labels}/{set_name}.{shard}"
+
+
+def tuned_retrieval(round, student: str) -> str:
+    return f"results/round{round}/retrieval/{student}.json"
+
+
 def student_dir(round, name: str) -> str:
     return f"results/round{round}/students/{name}"
 

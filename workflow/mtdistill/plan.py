@@ -23,10 +23,12 @@ from . import objectives
 from .corpora import READERS
 from .labels import STRATEGIES
 from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout, acceptance_file, as_json,  # noqa: F401
-                     base_system, cli_options, ct2_model, label_files, nbest_shard, selected_features_list, student_dir)
+                     base_system, cli_options, ct2_model, kb_projection, kb_shard, label_files, nbest_shard,
+                     selected_features_list, student_dir, tuned_retrieval)
 from .scorers import KINDS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+KNN_SUFFIX = ".knn"
 # Config keys renamed for "one name for one idea": the old key is refused, naming the new one.
 RENAMED = {("student", "variants"): "student.objectives", ("resources", "train_variant"): "resources.train_objective",
            ("resources", "finetune_teacher"): "resources.finetune_decoders"}
@@ -36,6 +38,17 @@ def generates(objective: str) -> bool:
     """Whether an objective's students generate while they train (speculative KD): decoding's length
     limit applies, and they log the acceptance rate the skd_acceptance figure draws."""
     return "max_len_a" in objectives.OBJECTIVES[objective].arguments
+
+
+def uses_kb(objective: str) -> bool:
+    """Whether an objective's students learn from a teacher knowledge base (retrieval-augmented KD):
+    the workflow builds one on their labels, tunes the kNN mixing weight and evaluates them with it."""
+    return "kb" in objectives.OBJECTIVES[objective].arguments
+
+
+def retrieval_system(student: str) -> str:
+    """The evaluation of a retrieval-augmented student decoding with its knowledge base."""
+    return f"{student}{KNN_SUFFIX}"
 
 
 def refuse_renamed(config: dict) -> None:
@@ -136,6 +149,8 @@ class Plan(Layout):
             inputs["topk"] = f"results/round{round}/topk/{entry['labels']}.k{entry['topk']}.pt"
         if entry.get("k") == "auto":
             inputs["acceptance"] = acceptance_file(round, entry["init"])
+        if uses_kb(entry["objective"]):
+            inputs["kb"] = self.kb_shards(round, entry["labels"])
         return inputs
 
     def objective_options(self, round, name: str) -> str:
@@ -151,8 +166,9 @@ class Plan(Layout):
                 start += f" --init-from-teacher {inputs['init_teacher']} --init-layers {self.config['student']['init']}"
         topk = f"--topk {inputs['topk']}" if "topk" in inputs else ""
         acceptance = f"--acceptance {inputs['acceptance']}" if "acceptance" in inputs else ""
+        kb = f"--kb {' '.join(inputs['kb'])}" if "kb" in inputs else ""
         generation = self.length_options() if generates(entry["objective"]) else ""
-        return (f"{start} --teacher {inputs['teacher']} {topk} {acceptance} {generation}"
+        return (f"{start} --teacher {inputs['teacher']} {topk} {acceptance} {kb} {generation}"
                 f" {cli_options({**objectives.options(entry), **train})}")
 
     def topk_labels(self, round, labels: str) -> dict:
@@ -173,13 +189,91 @@ class Plan(Layout):
         return {"student": student_dir(round, labels), "teacher": self.round_model("teacher", round),
                 "labels": self.system_labels(round, labels)}
 
+    # --- retrieval-augmented KD: the teacher knowledge base, the kNN mixing weight --------------
+    @property
+    def retrieval_students(self) -> list[str]:
+        """Objective students that learn from a knowledge base (and decode with it as <name>.knn)."""
+        return [name for name, entry in self.objective_students.items() if uses_kb(entry["objective"])]
+
+    @property
+    def retrieval_systems(self) -> dict[str, str]:
+        """<student>.knn -> <student>."""
+        return {retrieval_system(name): name for name in self.retrieval_students}
+
+    def kb_labels(self) -> list[str]:
+        """The students whose labels a knowledge base is built on."""
+        return sorted({self.objective_students[name]["labels"] for name in self.retrieval_students})
+
+    def kb_sets(self, labels: str) -> list[str]:
+        return COMPOSITIONS[labels.split("-")[1]]
+
+    def kb_shards(self, round, labels: str) -> list[str]:
+        """Shard directories of the knowledge base on a student's labels, sharded as decoding shards its sets."""
+        return [kb_shard(round, labels, set_name, shard) for set_name in self.kb_sets(labels)
+                for shard in range(self.config["decode"]["shards"][set_name])]
+
+    def kb_projection_inputs(self, round, labels: str) -> dict:
+        return {"labels": self.system_labels(round, labels), "teacher": self.round_model("teacher", round)}
+
+    def kb_projection_options(self) -> str:
+        """The contrastive head's settings (kb.projection); keys of the student's width, labels truncated
+        as the students train on them."""
+        return (f"--dim {self.config['student']['arch']['d_model']} --max-len {self.topk_max_len()}"
+                f" {cli_options(self.config['kb']['projection'])}")
+
+    def build_kb_inputs(self, round, labels: str, set_name: str) -> dict:
+        return {"labels": label_files(round, labels.split("-")[0], [set_name])[0],
+                "teacher": self.round_model("teacher", round), "projection": kb_projection(round, labels)}
+
+    def build_kb_options(self, set_name: str) -> str:
+        kb = self.config["kb"]
+        index = {"index": kb["index"]}
+        if kb["index"] == "ivfpq":
+            ivfpq = kb["ivfpq"]
+            index.update(nlist=ivfpq["nlist"], pq_m=ivfpq["m"], pq_bits=ivfpq["bits"], nprobe=ivfpq["nprobe"])
+        return cli_options({"num_shards": self.config["decode"]["shards"][set_name], "values_k": kb["values_k"],
+                            "max_len": self.topk_max_len(), **index})
+
+    def retrieval_inputs(self, round, student: str) -> dict:
+        entry = self.objective_students[student]
+        return {"model": student_dir(round, student), "kb": self.kb_shards(round, entry["labels"]),
+                "dev": "results/data/dev.parquet"}
+
+    def retrieval_options(self, student: str) -> str:
+        """The mixing weights tried on dev (the entry's betas, else its objective's)."""
+        entry = self.objective_students[student]
+        betas = entry.get("betas", objectives.OBJECTIVES[entry["objective"]].keys["betas"])
+        return f"--betas {' '.join(map(str, betas))} {self.length_options()}"
+
+    def evaluate_retrieval(self, round, system: str) -> list[str]:
+        """A <student>.knn system's tuned mixing weight and knowledge base; none for other systems."""
+        if system not in self.retrieval_systems:
+            return []
+        student = self.retrieval_systems[system]
+        return [tuned_retrieval(round, student), *self.kb_shards(round, self.objective_students[student]["labels"])]
+
+    def evaluate_retrieval_option(self, round, system: str) -> str:
+        files = self.evaluate_retrieval(round, system)
+        return f"--retrieval {files[0]} --kb {' '.join(files[1:])}" if files else ""
+
+    def kb_files(self) -> list[str]:
+        """Every knowledge-base shard of the rounds that train students (for the report)."""
+        return [shard for r in self.student_rounds() for labels in self.kb_labels() for shard in self.kb_shards(r, labels)]
+
+    def tuned_retrieval_files(self) -> list[str]:
+        return [tuned_retrieval(r, s) for r in self.student_rounds() for s in self.retrieval_students]
+
     # --- evaluation ------------------------------------------------------------------------------
     def model_of(self, round, system: str) -> str:
-        return self.round_model("teacher", round) if system == "teacher" else student_dir(round, system)
+        if system == "teacher":
+            return self.round_model("teacher", round)
+        return student_dir(round, self.retrieval_systems.get(system, system))
 
     def system_strategy(self, system: str) -> str:
         if system == "teacher":
             return "-"
+        if system in self.retrieval_systems:
+            return f"{self.system_strategy(self.retrieval_systems[system])}+knn"
         if system in self.objective_students:
             entry = self.objective_students[system]
             return f"{entry['labels'].split('-')[0]}+{entry['objective']}"
@@ -187,11 +281,16 @@ class Plan(Layout):
 
     def evaluate_translator(self, round, system: str):
         """The CTranslate2 conversion evaluation decodes with (backend.evaluate), else none."""
-        return ct2_model(self.model_of(round, system)) if self.uses_ct2("evaluate") else []
+        return ct2_model(self.model_of(round, system)) if self.evaluates_on_ct2(system) else []
+
+    def evaluates_on_ct2(self, system: str) -> bool:
+        """backend.evaluate, but retrieval mixes the kNN distribution into Hugging Face's decoding
+        steps, which CTranslate2 cannot do: <student>.knn systems decode on the hf path."""
+        return self.uses_ct2("evaluate") and system not in self.retrieval_systems
 
     def evaluate_backend_option(self, round, system: str) -> str:
         """--backend ctranslate2 --translator <dir> when evaluation decodes with CTranslate2."""
-        if not self.uses_ct2("evaluate"):
+        if not self.evaluates_on_ct2(system):
             return ""
         return f"{self.backend_option('evaluate')} --translator {self.evaluate_translator(round, system)}"
 
@@ -199,7 +298,7 @@ class Plan(Layout):
         """(round, system): the teacher of every round, the students of the rounds they train on."""
         return [(r, "teacher") for r in self.rounds] + [
             (r, system) for r in self.student_rounds()
-            for system in [*self.students, *self.replicas, *self.objective_students]]
+            for system in [*self.students, *self.replicas, *self.objective_students, *self.retrieval_systems]]
 
     def comet_options(self) -> str:
         """--comet (and --comet-encoder) when evaluation.comet names a checkpoint."""
@@ -219,7 +318,8 @@ class Plan(Layout):
         if configured:
             return [(pair["system"], pair["baseline"]) for pair in configured]
         systems = ["teacher", *self.students, *self.replicas, *self.objective_students]
-        return [(system, self.kd_baseline()) for system in systems if system != self.kd_baseline()]
+        return ([(system, self.kd_baseline()) for system in systems if system != self.kd_baseline()]
+                + [(knn, student) for knn, student in self.retrieval_systems.items()])
 
     def comparison_options(self) -> str:
         return " ".join(f"{system}:{baseline}" for system, baseline in self.comparisons())
@@ -256,7 +356,7 @@ class Plan(Layout):
         """Every model the workflow builds: teacher, helpers in use, fine-tuned decoders, students."""
         finetuned = [self.round_model(name, r) for r in self.rounds[1:] for name in self.finetuned]
         students = [self.model_of(r, s) for r, s in self.evaluated_systems() if s != "teacher"]
-        return [TEACHER, *map(self.model_path, self.helpers_in_use()), *finetuned, *students]
+        return list(dict.fromkeys([TEACHER, *map(self.model_path, self.helpers_in_use()), *finetuned, *students]))
 
     def figure_names(self) -> list[str]:
         """The report's figures (mtdistill.figures); the SKD acceptance last, and only if a student drafts."""
@@ -279,7 +379,8 @@ class Plan(Layout):
                 "diagnostics": self.diagnostics_files(),
                 "costs": [f"results/round{r}/features/costs.json" for r in self.rounds],
                 "significance": self.significance_files(), "figures": self.figure_files(),
-                "acceptance": self.acceptance_files(), "labels": self.label_diagnostics_files()}
+                "acceptance": self.acceptance_files(), "labels": self.label_diagnostics_files(),
+                "retrieval": self.tuned_retrieval_files(), "kb": self.kb_files()}
 
     def report_options(self) -> str:
         """The report's note line and the names of its findings."""
@@ -326,7 +427,12 @@ class Plan(Layout):
         for i, system in enumerate(self.config["student"]["replicas"]["systems"]):
             if system not in self.students:
                 raise ValueError(f"config key student.replicas.systems[{i}]: {system} is not in student.systems")
-        known = {"teacher", *self.students, *self.replicas, *self.objective_students}
+        kb = self.config["kb"]
+        if "ivfpq" in kb and kb["index"] != "ivfpq":
+            raise ValueError(f"config key kb.ivfpq: kb.index is {kb['index']}, which does not use it")
+        if kb["index"] == "ivfpq" and "ivfpq" not in kb:
+            raise ValueError("config key kb.ivfpq: kb.index ivfpq needs it (`ivfpq: {}` takes the defaults)")
+        known = {"teacher", *self.students, *self.replicas, *self.objective_students, *self.retrieval_systems}
         for i, pair in enumerate(self.config["evaluation"]["comparisons"]):
             for key in ("system", "baseline"):
                 if pair[key] not in known:

@@ -1,6 +1,7 @@
 # The rules' wiring: wildcards, job resources and one-line input functions over mtdistill.plan,
 # which holds the path layout, model roles, option building and config checks (tested in Python).
 import json
+import re
 
 from mtdistill import plan
 from mtdistill.plan import TEACHER, as_json
@@ -9,6 +10,8 @@ PLAN = plan.Plan(config)
 PLAN.check()
 # Students trained with another objective than cross-entropy (student.objectives).
 OBJECTIVE_STUDENTS = "|".join(PLAN.objective_students) or "(?!)"
+# Retrieval-augmented students evaluated with their knowledge base (<student>.knn).
+RETRIEVAL_SYSTEMS = "|".join(map(re.escape, PLAN.retrieval_systems)) or "(?!)"
 
 
 wildcard_constraints:
@@ -17,7 +20,7 @@ wildcard_constraints:
     round=r"\d+",
     strategy=r"[a-z0-9]+",
     scorer=r"[A-Za-z0-9_]+",
-    system=rf"teacher|[a-z0-9]+-(bitext|mono|both)(\.seed\d+)?|{OBJECTIVE_STUDENTS}",
+    system=rf"teacher|[a-z0-9]+-(bitext|mono|both)(\.seed\d+)?|{OBJECTIVE_STUDENTS}|{RETRIEVAL_SYSTEMS}",
     student=OBJECTIVE_STUDENTS,
     labels=r"[a-z0-9]+-(bitext|mono|both)",
     helper=r"r2l|backward|lm",
@@ -214,6 +217,29 @@ def acceptance_inputs(wildcards):
     return PLAN.acceptance_inputs(wildcards.round, wildcards.labels)
 
 
+# Retrieval-augmented KD
+
+
+def kb_projection_inputs(wildcards):
+    return PLAN.kb_projection_inputs(wildcards.round, wildcards.labels)
+
+
+def build_kb_inputs(wildcards):
+    return PLAN.build_kb_inputs(wildcards.round, wildcards.labels, wildcards.set)
+
+
+def build_kb_options(wildcards):
+    return PLAN.build_kb_options(wildcards.set)
+
+
+def retrieval_inputs(wildcards):
+    return PLAN.retrieval_inputs(wildcards.round, wildcards.student)
+
+
+def retrieval_options(wildcards):
+    return PLAN.retrieval_options(wildcards.student)
+
+
 # Evaluation and report
 
 
@@ -227,6 +253,14 @@ def evaluate_translator(wildcards):
 
 def evaluate_backend_option(wildcards):
     return PLAN.evaluate_backend_option(wildcards.round, wildcards.system)
+
+
+def evaluate_retrieval(wildcards):
+    return PLAN.evaluate_retrieval(wildcards.round, wildcards.system)
+
+
+def evaluate_retrieval_option(wildcards):
+    return PLAN.evaluate_retrieval_option(wildcards.round, wildcards.system)
 
 
 def system_strategy(wildcards):

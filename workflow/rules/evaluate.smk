@@ -2,6 +2,7 @@ rule evaluate:
     input:
         model=system_model,
         translator=evaluate_translator,
+        retrieval=evaluate_retrieval,
         test="results/data/test.parquet",
     output:
         "results/round{round}/eval/{system}.json",
@@ -21,12 +22,14 @@ rule evaluate:
         speed_sentences=config["evaluation"]["speed_sentences"],
         comet=PLAN.comet_options(),
         backend=evaluate_backend_option,
+        retrieval=evaluate_retrieval_option,
         lengths=PLAN.length_options(),
     shell:
         "python -m mtdistill.evaluate --model {input.model} --test {input.test}"
         " --system {wildcards.system} --round {wildcards.round} --strategy {params.strategy} --beam {params.beam}"
         " --batch-size {params.batch_size} --speed-sentences {params.speed_sentences} {params.comet}"
-        " {params.backend} {params.lengths} --threads {threads} --out {output} > {log} 2>&1"
+        " {params.backend} {params.retrieval} {params.lengths} --threads {threads}"
+        " --out {output} > {log} 2>&1"
 
 
 rule compare_systems:
