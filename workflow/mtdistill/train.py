@@ -18,9 +18,15 @@ The best dev checkpoint is kept and saved with `save_pretrained`, together with 
                            --k auto --acceptance FILE the chosen_k of `skd_acceptance`
             supervised_kd  the SKD loss on the label sequences, no sampling
             prune          magnitude-prune --prune of the linear weights, retrain with cross-entropy
-An option of another objective is refused rather than ignored; an objective's training settings
-(skd and supervised_kd: lr 1e-5) apply unless given. SKD generation stops at --max-len-a * source
-tokens + --max-len-b tokens (EOS included), as decoding. Distil from a cross-entropy student with --init.
+            reaugkd        retrieval-augmented KD (Zhang et al. 2023, token level): word_kd's loss towards the
+                           teacher's top-k in the knowledge base --kb SHARD_DIR... (`build_kb` on these labels)
+                           plus --relational-weight times a relational KL over each token's --neighbours KB
+                           neighbours (--relational-tau, at most --relational-rows tokens a batch); the
+                           student's projection head is saved beside the model as retrieval_head.pt
+An option of another objective is refused rather than ignored (--alpha and --tau are word_kd's and
+reaugkd's); an objective's training settings (skd and supervised_kd: lr 1e-5) apply unless given.
+SKD generation stops at --max-len-a * source tokens + --max-len-b tokens (EOS included), as
+decoding. Distil from a cross-entropy student with --init.
 
 --precision auto     bf16 autocast on a GPU that supports it (Ampere and newer), else fp32 (the CPU)
             bf16|fp32  forward passes (training, dev loss, a KD teacher's) in that precision; weights stay fp32
@@ -93,8 +99,15 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", help="periodic checkpoints for resuming (default: <out>.resume)")
     p.add_argument("--objective", choices=list(OBJECTIVES), default="cross_entropy")
     p.add_argument("--teacher", help="frozen teacher (word_kd without --topk, skd, supervised_kd)")
+    added = {}  # dest -> (objective, argparse keywords): reaugkd shares word_kd's --alpha and --tau
     for name, objective in OBJECTIVES.items():
         for key, options in objective.arguments.items():
+            if key in added:
+                if options != added[key][1]:
+                    raise ValueError(f"objectives {added[key][0]} and {name} define {option(key)} differently: "
+                                     "an option two objectives share needs the same argparse keywords")
+                continue
+            added[key] = (name, options)
             p.add_argument(option(key), dest=key, **options)
     return p
 

@@ -1,7 +1,8 @@
 """Training objectives, one class each in the `OBJECTIVES` registry: cross_entropy (the default),
-word_kd, skd, supervised_kd and prune. A class owns its config keys and defaults, the training
-settings it brings, whether it needs the teacher and its command-line options (see
-`cross_entropy.CrossEntropy`); an extension is one module that registers a subclass.
+word_kd, skd, supervised_kd, prune and reaugkd (retrieval-augmented KD). A class owns its config
+keys and defaults, the training settings it brings, whether it needs the teacher and its
+command-line options (see `cross_entropy.CrossEntropy`); an extension is one module that registers
+a subclass.
 
 The workflow (config checks, command lines) and `train` read the same classes, so a key an
 objective does not use is refused wherever it is given instead of being silently ignored.
@@ -11,8 +12,8 @@ from __future__ import annotations
 
 from .base import OBJECTIVES, register  # noqa: F401  (register: what an extension module calls)
 
-# the built-ins register themselves, in this order (cross_entropy, word_kd, skd, supervised_kd, prune)
-from . import cross_entropy, word_kd, speculative, prune  # noqa: E402,F401,I001
+# the built-ins register themselves, in this order (cross_entropy, word_kd, skd, supervised_kd, prune, reaugkd)
+from . import cross_entropy, word_kd, speculative, prune, reaugkd  # noqa: E402,F401,I001
 
 # Keys every student objective entry may have, whatever its objective.
 ENTRY_KEYS = {"name", "recipe", "objective", "labels", "init", "train"}
