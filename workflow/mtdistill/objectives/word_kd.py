@@ -28,8 +28,8 @@ class WordKD(CrossEntropy):
     keys = {"alpha": 0.5, "tau": 1.0, "topk": 0}
     needs_teacher = True
     arguments = {
-        "alpha": {"type": float, "help": f"word_kd: weight of the KL term ({keys['alpha']})"},
-        "tau": {"type": float, "help": f"word_kd: softmax temperature of both distributions ({keys['tau']})"},
+        "alpha": {"type": float, "help": f"word_kd, reaugkd: weight of the KL term ({keys['alpha']})"},
+        "tau": {"type": float, "help": f"word_kd, reaugkd: softmax temperature of both distributions ({keys['tau']})"},
         "topk": {"help": "word_kd: the teacher's precomputed top-k log-probs of these labels"},
     }
     checkpointed = ("window",)
