@@ -2,7 +2,9 @@
 signatures) and, given a checkpoint, reference-based COMET (system score and per segment) for
 greedy and beam decoding; parameter count, size on disk; sentences/s and target tokens/s of the
 batched passes and of greedy decoding at batch size 1. Every decoding caps its output at
---max-len-a * source tokens + --max-len-b tokens (EOS included), as n-best decoding does."""
+--max-len-a * source tokens + --max-len-b tokens (EOS included), as n-best decoding does. With
+--retrieval (mtdistill.tune_retrieval's result) and --kb, every decoding mixes the knowledge base's
+kNN distribution in with the tuned beta, so the speed figures include the retrieval's cost."""
 
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ import torch
 from . import backends, models
 from .backends.hf import HFTranslator
 from .core.metrics import reference_streams
-from .core.io import read_table, write_json
+from .core.io import InputError, read_json, read_table, write_json
 from .core.cli import run_main
+from .retrieval.knn import Retrieval, set_search_threads
 
 log = logging.getLogger("mtdistill")
 
@@ -71,19 +74,43 @@ def comet_scores(model, test: pd.DataFrame, outputs: dict[str, list[str]], batch
     return {name: {"comet": float(s.mean()), "comet_segments": s.tolist()} for name, s in zip(outputs, per_decoding)}
 
 
+def tuned_retrieval(model_path: str, tuned_path: str, kb: list[str]) -> tuple[Retrieval, dict]:
+    """The retrieval `tuned_path` (mtdistill.tune_retrieval) chose, on the shards `kb`, and what to record of it."""
+    tuned = read_json(tuned_path)
+    if "best_beta" not in tuned:
+        raise InputError(f"--retrieval: {tuned_path}: no best_beta (not written by mtdistill.tune_retrieval)")
+    retrieval = Retrieval.load(model_path, kb, tuned["best_beta"])
+    if tuned.get("kb_tokens", retrieval.kb.size) != retrieval.kb.size:
+        raise InputError(f"--kb: {retrieval.kb.size} entries, but {tuned_path} tuned beta on a knowledge base of "
+                         f"{tuned['kb_tokens']} ({', '.join(tuned.get('kb', []))})")
+    return retrieval, {"tuned": str(tuned_path), "dev_bleu": tuned.get("best_bleu"), **retrieval.describe()}
+
+
+def check_retrieval_options(backend: str, retrieval: str | None, kb: list[str] | None) -> None:
+    if retrieval and backend != "hf":
+        raise InputError(f"--retrieval needs --backend hf, not {backend}: CTranslate2 cannot mix a kNN "
+                         "distribution into its decoding steps")
+    if bool(retrieval) != bool(kb):
+        raise InputError("--retrieval and --kb go together: the tuned beta (JSON) and the knowledge base's shards")
+
+
 def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_sentences: int = 100,
              comet: str | None = None, comet_encoder: str | None = None, backend: str = "hf",
              translator: str | None = None, threads: int = 1, compute_type: str = "default",
-             max_len_a: float = 1.5, max_len_b: int = 10) -> dict:
+             max_len_a: float = 1.5, max_len_b: int = 10, retrieval: str | None = None,
+             kb: list[str] | None = None) -> dict:
     """Quality and speed of `model_path` on the test set; with backend ctranslate2 the decoding runs on
-    `translator`, its conversion (parameters and size stay those of the `transformers` model)."""
+    `translator`, its conversion (parameters and size stay those of the `transformers` model); with
+    `retrieval` (a tuned JSON) and `kb` (its shards), hf decoding mixes the kNN distribution in."""
+    check_retrieval_options(backend, retrieval, kb)
     if comet:  # before decoding, so a bad checkpoint fails fast
         from .scorers.comet import load_comet
 
         comet_model = load_comet(comet, "evaluation.comet", comet_encoder)
     model, tokenizer = models.load(model_path)
+    knn, knn_record = tuned_retrieval(model_path, retrieval, kb) if retrieval else (None, None)
     if backend == "hf":  # the model already loaded for its parameter count
-        decoder = HFTranslator(model, tokenizer)
+        decoder = HFTranslator(model, tokenizer, knn)
     else:
         decoder = backends.load(translator, backend, "--translator", threads, compute_type)
     test = read_table(test_path)
@@ -92,7 +119,11 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
     result = {"model": str(model_path), "parameters": models.count_parameters(model),
               "nonzero_parameters": models.nonzero_parameters(model),
               "size_mb": disk_megabytes(model_path), "test_sentences": len(test), "references": len(refs),
-              "backend": backend, "max_len_a": max_len_a, "max_len_b": max_len_b}
+              "backend": backend, "max_len_a": max_len_a, "max_len_b": max_len_b,
+              **({"retrieval": knn_record} if knn_record else {})}
+    if knn_record:
+        log.info("retrieval: beta %.2f, %d neighbours, knowledge base of %d entries (%.1f MB)", knn.beta,
+                 knn.neighbours, knn.kb.size, knn_record["kb_memory_mb"])
     outputs = {}
     for decoding, width in (("greedy", 1), ("beam", beam)):
         hyps, speed = timed_decoding(decoder, sources, width, batch_size, max_len_a, max_len_b)
@@ -130,16 +161,22 @@ def parse_args(argv=None):
     p.add_argument("--max-len-a", type=float, default=1.5, help="output length limit: a * source tokens + b")
     p.add_argument("--max-len-b", type=int, default=10)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--retrieval", help="tuned beta (mtdistill.tune_retrieval JSON): decode with the kNN mixture (hf only)")
+    p.add_argument("--kb", nargs="+", help="knowledge-base shard directories (mtdistill.build_kb), with --retrieval")
     p.add_argument("--out", required=True, help="metrics (JSON)")
     return p.parse_args(argv)
 
 
 def run(args) -> None:
     models.set_threads(args.threads)
+    if args.retrieval:
+        if not args.system.endswith(".knn"):  # the report pairs <student>.knn with <student>, its beta 0
+            raise InputError(f"--system: {args.system!r} decodes with --retrieval and must be named <student>.knn")
+        set_search_threads(args.threads)
     result = {"system": args.system, "strategy": args.strategy, "round": args.round, "threads": args.threads}
     result.update(evaluate(args.model, args.test, args.beam, args.batch_size, args.speed_sentences,
                            args.comet or None, args.comet_encoder or None, args.backend, args.translator,
-                           args.threads, args.compute_type, args.max_len_a, args.max_len_b))
+                           args.threads, args.compute_type, args.max_len_a, args.max_len_b, args.retrieval, args.kb))
     write_json(result, args.out)
 
 

@@ -16,6 +16,7 @@ from .labels.quality import load_diagnostics as load_label_diagnostics
 from .core.io import atomic_path, read_json
 from .core.cli import run_main
 from .report_reranking import rounds_section, scorers_section
+from .report_retrieval import retrieval_section
 from .report_sections import (acceptance_section, findings_section, labels_section, objectives_section,
                               seed_section, significance_section)
 from .training import record
@@ -67,7 +68,8 @@ def add_speedups(table: pd.DataFrame) -> pd.DataFrame:
 
 def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dict] = (), costs: list[dict] = (),
              trainings: dict | None = None, significance: list[dict] = (), note: str = "",
-             findings: dict | None = None, sweeps: list[dict] = (), label_diagnostics: list[dict] = ()) -> str:
+             findings: dict | None = None, sweeps: list[dict] = (), label_diagnostics: list[dict] = (),
+             tuned_retrieval: dict[str, dict] | None = None, kb_metas: dict[str, dict] | None = None) -> str:
     trainings = trainings or {}
     ev = evaluations[0]
     lines = [
@@ -91,6 +93,7 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dic
     lines += seed_section(table)
     lines += significance_section(significance)
     lines += objectives_section(table, trainings)
+    lines += retrieval_section(evaluations, tuned_retrieval, kb_metas, significance)
     lines += acceptance_section(sweeps)
     lines += labels_section(label_diagnostics)
     lines += rounds_section(table, diagnostics, trainings)
@@ -120,6 +123,8 @@ def parse_args(argv=None):
     p.add_argument("--figures", nargs="*", default=[], help="figure PNGs (mtdistill.figures) to link from report.md")
     p.add_argument("--acceptance", nargs="*", default=[], help="SKD acceptance sweeps (mtdistill.skd_acceptance JSON)")
     p.add_argument("--labels", nargs="*", default=[], help="label diagnostics JSON (mtdistill.select_labels)")
+    p.add_argument("--retrieval", nargs="*", default=[], help="tuned kNN mixing weights (mtdistill.tune_retrieval JSON)")
+    p.add_argument("--kb", nargs="*", default=[], help="kb.json of every knowledge-base shard (mtdistill.build_kb)")
     p.add_argument("--findings", default="[]", help="JSON list of {system, baseline, finding}: the comparisons' names")
     p.add_argument("--note", default="", help="a line under the title: what this run is for")
     p.add_argument("--csv", required=True)
@@ -143,7 +148,8 @@ def run(args) -> None:
         significance = [read_json(p) for p in args.significance]
         findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
         text = markdown(table, evaluations, diagnostics, costs, trainings, significance, args.note, findings,
-                        [read_json(p) for p in args.acceptance], [load_label_diagnostics(p) for p in args.labels])
+                        [read_json(p) for p in args.acceptance], [load_label_diagnostics(p) for p in args.labels],
+                        {p: read_json(p) for p in args.retrieval}, {p: read_json(p) for p in args.kb})
         tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 

@@ -1,10 +1,12 @@
 """The `transformers` backend: beam search with `generate`, forced scoring with one encoder pass per source.
 
-`HFTranslator(model, tokenizer)` also wraps a model in memory, e.g. one being trained.
+`HFTranslator(model, tokenizer)` also wraps a model in memory, e.g. one being trained; with a
+`retrieval` (mtdistill.retrieval.knn.Retrieval) its decoding mixes the kNN distribution into every step.
 """
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import torch
@@ -23,8 +25,18 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, real: torch.Te
 
 
 class HFTranslator(Translator):
-    def __init__(self, model, tokenizer):
-        self.model, self.tokenizer = model, tokenizer
+    def __init__(self, model, tokenizer, retrieval=None):
+        self.model, self.tokenizer, self.retrieval = model, tokenizer, retrieval
+
+    @contextlib.contextmanager
+    def generation_options(self):
+        """`generate`'s extra options for one call: the kNN mixing with a retrieval (its hook on the LM head
+        installed for the call), else none."""
+        if self.retrieval is None:
+            yield {}
+            return
+        with self.retrieval.mixing(self.model) as processors:
+            yield {"logits_processor": processors}
 
     @torch.no_grad()
     def translate(self, sources: list[str], beam: int = 1, nbest: int = 1, batch_size: int = 32,
@@ -32,7 +44,8 @@ class HFTranslator(Translator):
                   r2l: bool = False) -> list[list[tuple[str, float]]]:
         """As `Translator.translate`; early_stopping=True equals CTranslate2's default patience 1.
 
-        Sources are sorted by length so each batch pads little. Greedy search has no score (NaN).
+        Sources are sorted by length so each batch pads little. Greedy search has no score (NaN). With a
+        retrieval, beam scores are those of the mixed distribution.
         """
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
@@ -43,10 +56,11 @@ class HFTranslator(Translator):
                             max_length=max_len).to(device)
             limit = min(max_len, int(max_len_a * enc["input_ids"].shape[1] + max_len_b))
             search = {"num_beams": beam, "early_stopping": True, "length_penalty": 1.0, "output_scores": True} if beam > 1 else {}
-            out = model.generate(
-                **enc, **search, num_return_sequences=nbest, max_new_tokens=limit, do_sample=False,
-                return_dict_in_generate=True,
-            )
+            with self.generation_options() as options:
+                out = model.generate(
+                    **enc, **search, **options, num_return_sequences=nbest, max_new_tokens=limit, do_sample=False,
+                    return_dict_in_generate=True,
+                )
             sequences = [reverse_tokens(seq, tokenizer) for seq in out.sequences.tolist()] if r2l else out.sequences
             texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
             scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(texts)
@@ -57,7 +71,8 @@ class HFTranslator(Translator):
     @torch.no_grad()
     def forced_logprobs(self, inputs: list[str], outputs: list[list[str]], batch_size: int = 16,
                         max_len: int = 256, reverse: bool = False) -> list[tuple[float, int]]:
-        """As `Translator.forced_logprobs`; the outputs of one input share one encoder pass."""
+        """As `Translator.forced_logprobs`; the outputs of one input share one encoder pass. The log-probs
+        are the model's own, with a retrieval too (it mixes into decoding only)."""
         model, tokenizer = self.model, self.tokenizer
         device = next(model.parameters()).device
         pad = tokenizer.pad_token_id

@@ -118,6 +118,13 @@ class Retrieval:
             yield LogitsProcessorList([KnnMixing(self, states)])
 
 
+def set_search_threads(threads: int) -> None:
+    """FAISS searches with every core unless told: the step's --threads, as torch gets them."""
+    import faiss
+
+    faiss.omp_set_num_threads(max(1, threads))
+
+
 def check_beta(beta: float, what: str) -> float:
     if not 0.0 <= beta <= 1.0:
         raise InputError(f"{what}: {beta} is not a mixing weight in [0, 1]")
