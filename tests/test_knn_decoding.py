@@ -294,7 +294,7 @@ def test_report_takes_the_retrieval_and_kb_files(tmp_path):
     (tmp_path / "kb.0" / "kb.json").write_text(json.dumps({"build_seconds": 7.25}))
     md = tmp_path / "report.md"
     assert report.main(["--evaluations", *map(str, paths), "--retrieval", str(tmp_path / "rkd.tuned.json"),
-                        "--kb", str(tmp_path / "kb.0" / "kb.json"), "--csv", str(tmp_path / "report.csv"),
+                        "--kb", str(tmp_path / "kb.0"), "--csv", str(tmp_path / "report.csv"),
                         "--markdown", str(md)]) == 0
     section = md.read_text().split("## Retrieval-augmented KD")[1]
     cost, _, curve = (markdown_rows(block) for block in section.split("\n\n") if block.startswith("| system"))

@@ -124,7 +124,7 @@ def parse_args(argv=None):
     p.add_argument("--acceptance", nargs="*", default=[], help="SKD acceptance sweeps (mtdistill.skd_acceptance JSON)")
     p.add_argument("--labels", nargs="*", default=[], help="label diagnostics JSON (mtdistill.select_labels)")
     p.add_argument("--retrieval", nargs="*", default=[], help="tuned kNN mixing weights (mtdistill.tune_retrieval JSON)")
-    p.add_argument("--kb", nargs="*", default=[], help="kb.json of every knowledge-base shard (mtdistill.build_kb)")
+    p.add_argument("--kb", nargs="*", default=[], help="knowledge-base shard directories (their kb.json, mtdistill.build_kb)")
     p.add_argument("--findings", default="[]", help="JSON list of {system, baseline, finding}: the comparisons' names")
     p.add_argument("--note", default="", help="a line under the title: what this run is for")
     p.add_argument("--csv", required=True)
@@ -149,7 +149,7 @@ def run(args) -> None:
         findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
         text = markdown(table, evaluations, diagnostics, costs, trainings, significance, args.note, findings,
                         [read_json(p) for p in args.acceptance], [load_label_diagnostics(p) for p in args.labels],
-                        {p: read_json(p) for p in args.retrieval}, {p: read_json(p) for p in args.kb})
+                        {p: read_json(p) for p in args.retrieval}, {os.path.join(p, "kb.json"): read_json(Path(p) / "kb.json") for p in args.kb})
         tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 
