@@ -46,6 +46,7 @@ bench: install
 	$(BIN)/python benchmarks/objective_cost.py --run results
 	$(BIN)/python benchmarks/backend_speed.py --model results/models/teacher --input results/data/tune.parquet
 	$(BIN)/python benchmarks/student_speedup.py --run results
+	$(BIN)/python benchmarks/retrieval_latency.py --run results
 	$(BIN)/python benchmarks/dag_scale.py
 	$(BIN)/python benchmarks/summary.py --run results
 
