@@ -23,7 +23,8 @@ from .core.cli import run_main
 from .core.io import atomic_path, read_table
 from .decode import shard_rows
 from .retrieval import kb
-from .retrieval.projection import load_projection, project
+from .retrieval.head import load_linear
+from .retrieval.projection import project
 from .teacher_topk import label_pairs, teacher_forced
 from .training.batches import resolve_precision
 
@@ -35,7 +36,7 @@ def build_shard(args) -> dict:
     teacher, tokenizer = models.load(args.teacher, "--teacher")
     device = models.device()
     teacher = teacher.to(device).eval()
-    head, head_meta = load_projection(args.projection)
+    head, head_meta = load_linear(args.projection, "mtdistill.kb_projection")
     table = shard_rows(read_table(args.labels), args.shard, args.num_shards)
     table, pairs = label_pairs(tokenizer, table, args.label_column, args.max_len)
     rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, args.values_k, args.batch_tokens,

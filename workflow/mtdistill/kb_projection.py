@@ -17,7 +17,8 @@ import numpy as np
 from . import models
 from .core.cli import run_main
 from .core.io import InputError, read_tables
-from .retrieval.projection import save_projection, train_projection
+from .retrieval.head import save_linear
+from .retrieval.projection import train_projection
 from .teacher_topk import label_pairs, teacher_forced
 from .training.batches import resolve_precision
 
@@ -44,7 +45,7 @@ def projection(args) -> None:
     log.info("projection %d -> %d on %d of %d positions (%d next tokens): contrastive loss per epoch %s",
              states.shape[1], args.dim, record["kept_tokens"], record["tokens"], record["token_types"],
              " ".join(f"{x:.4f}" for x in record["loss_per_epoch"]))
-    save_projection(head, args.out, teacher=args.teacher, sentences=len(pairs), temperature=args.temperature,
+    save_linear(head, args.out, teacher=args.teacher, sentences=len(pairs), temperature=args.temperature,
                     epochs=args.epochs, max_per_token=args.max_per_token, seconds=time.perf_counter() - started,
                     **record)
 

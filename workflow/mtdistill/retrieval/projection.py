@@ -71,28 +71,6 @@ def train_projection(states: np.ndarray, next_tokens: np.ndarray, dim: int, temp
                          "token_types": int(len(np.unique(next_tokens))), "loss_per_epoch": history}
 
 
-def save_projection(head: torch.nn.Linear, path, **meta) -> None:
-    from ..core.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        torch.save({"weight": head.weight.detach().cpu(), "bias": head.bias.detach().cpu(), **meta}, tmp)
-
-
-def load_projection(path) -> tuple[torch.nn.Linear, dict]:
-    from ..core.io import InputError
-
-    try:
-        state = torch.load(path, weights_only=False)
-        weight, bias = state.pop("weight"), state.pop("bias")
-    except Exception as error:  # a truncated or foreign file
-        raise InputError(f"{path}: not a projection head written by mtdistill.kb_projection ({error})") from None
-    head = torch.nn.Linear(weight.shape[1], weight.shape[0])
-    with torch.no_grad():
-        head.weight.copy_(weight)
-        head.bias.copy_(bias)
-    return head.eval(), state
-
-
 @torch.no_grad()
 def project(head: torch.nn.Linear, states: np.ndarray, batch: int = 65536) -> np.ndarray:
     """Normalised keys of `states`, float32."""
