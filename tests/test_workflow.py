@@ -241,7 +241,7 @@ def test_dag_figures_job_draws_every_figure_from_every_trained_model(tmp_path):
     assert list(job.input.diagnostics) == [f"results/round{r}/reranker/diagnostics.json" for r in (0, 1)]
     students = [*config["student"]["systems"], *(entry["name"] for entry in config["student"]["objectives"])]
     assert set(job.input.evaluations) == {"results/round0/eval/teacher.json", "results/round1/eval/teacher.json",
-                                          *(f"results/round1/eval/{s}.json" for s in students)}
+                                          *(f"results/round1/eval/{s}.json" for s in [*students, "reaugkd.knn"])}
     assert set(job.input.models) == {"results/models/teacher", "results/models/r2l", "results/models/backward",
                                      "results/models/lm", "results/round1/models/teacher", "results/round1/models/r2l",
                                      *(f"results/round1/students/{s}" for s in students)}
