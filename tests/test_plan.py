@@ -176,7 +176,8 @@ def test_retrieval_students_get_a_sharded_kb_a_tuned_beta_and_an_hf_evaluation(c
     config["kb"].update(index="ivfpq", ivfpq={"nlist": 8})
     ct2 = plan_of(config)
     assert ct2.evaluate_backend_option(1, "reaugkd.knn") == "" and ct2.evaluate_translator(1, "reaugkd.knn") == []
-    assert "--backend ctranslate2" in ct2.evaluate_backend_option(1, "reaugkd")
+    assert ct2.evaluate_backend_option(1, "reaugkd") == ""  # beta 0 on the same path
+    assert "--backend ctranslate2" in ct2.evaluate_backend_option(1, "skd")
     assert ct2.build_kb_options("mono").endswith("--index ivfpq --nlist 8 --pq-m 32 --pq-bits 8 --nprobe 16")
 
 

@@ -285,8 +285,9 @@ class Plan(Layout):
 
     def evaluates_on_ct2(self, system: str) -> bool:
         """backend.evaluate, but retrieval mixes the kNN distribution into Hugging Face's decoding
-        steps, which CTranslate2 cannot do: <student>.knn systems decode on the hf path."""
-        return self.uses_ct2("evaluate") and system not in self.retrieval_systems
+        steps, which CTranslate2 cannot do: <student>.knn systems decode on the hf path, and so does
+        <student> itself, so that with and without retrieval differ in retrieval alone."""
+        return self.uses_ct2("evaluate") and system not in {*self.retrieval_systems, *self.retrieval_students}
 
     def evaluate_backend_option(self, round, system: str) -> str:
         """--backend ctranslate2 --translator <dir> when evaluation decodes with CTranslate2."""
