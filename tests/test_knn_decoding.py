@@ -248,7 +248,7 @@ KNN_RECORD = {"tuned": "results/retrieval/rkd.json", "beta": 0.3, "neighbours": 
 TUNED = {"results/retrieval/rkd.json": {"model": "students/rkd", "best_beta": 0.3, "curve": [
     {"beta": 0.0, "bleu": 20.0, "chrf": 50.0, "seconds": 2.0}, {"beta": 0.3, "bleu": 21.5, "chrf": 51.0, "seconds": 2.5},
     {"beta": 0.7, "bleu": 19.0, "chrf": 48.0, "seconds": 2.6}]}}
-KB_METAS = {"results/kb/bitext.0/kb.json": {"build_seconds": 30.0}, "results/kb/./bitext.1/kb.json": {"build_seconds": 12.5}}
+KB_METAS = {"results/kb/bitext.0": {"build_seconds": 30.0}, "results/kb/./bitext.1": {"build_seconds": 12.5}}
 SIGNIFICANCE = [{"round": 1, "baseline": "top1", "systems": {}, "comparisons": [
     {"system": "rkd.knn", "baseline": "rkd", "metrics": {"bleu": {"p_value": 0.012}, "chrf": {"p_value": 0.2}}}]}]
 

@@ -25,22 +25,19 @@ from .decode import shard_rows
 from .retrieval import kb
 from .retrieval.head import load_linear
 from .retrieval.projection import project
-from .teacher_topk import label_pairs, teacher_forced
-from .training.batches import resolve_precision
+from .teacher_topk import add_teacher_forcing_options, frozen_teacher, label_pairs, teacher_forced
 
 log = logging.getLogger("mtdistill")
 
 
 def build_shard(args) -> dict:
     started = time.perf_counter()
-    teacher, tokenizer = models.load(args.teacher, "--teacher")
-    device = models.device()
-    teacher = teacher.to(device).eval()
+    teacher, tokenizer, device = frozen_teacher(args.teacher)
     head, head_meta = load_linear(args.projection, "mtdistill.kb_projection")
     table = shard_rows(read_table(args.labels), args.shard, args.num_shards)
     table, pairs = label_pairs(tokenizer, table, args.label_column, args.max_len)
-    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, args.values_k, args.batch_tokens,
-                          resolve_precision(args.precision, device), device, states=True)
+    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, args.values_k, args.batch_tokens, args.precision,
+                          device, states=True)
     teacher_seconds = time.perf_counter() - started
     width = head.in_features
     states = np.concatenate(rows["states"]) if pairs else np.zeros((0, width), dtype=np.float32)
@@ -69,10 +66,9 @@ def build_shard(args) -> dict:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--teacher", required=True)
+    add_teacher_forcing_options(p)
     p.add_argument("--projection", required=True, help="the teacher's projection head (mtdistill.kb_projection)")
     p.add_argument("--labels", required=True, help="a label table")
-    p.add_argument("--label-column", default="label")
     p.add_argument("--shard", type=int, default=0)
     p.add_argument("--num-shards", type=int, default=1)
     p.add_argument("--values-k", type=int, default=16, help="teacher next-token probabilities kept per entry")
@@ -81,11 +77,7 @@ def parse_args(argv=None):
     p.add_argument("--pq-m", type=int, default=16, help="ivfpq: sub-quantizers (bytes per key at 8 bits)")
     p.add_argument("--pq-bits", type=int, default=8, help="ivfpq: bits per code")
     p.add_argument("--nprobe", type=int, default=8, help="ivfpq: lists searched per query")
-    p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--batch-tokens", type=int, default=4096)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="the shard directory")
     args = p.parse_args(argv)
     if not 0 <= args.shard < args.num_shards:

@@ -23,6 +23,7 @@ from .backends.hf import HFTranslator
 from .core.metrics import reference_streams
 from .core.io import InputError, read_json, read_table, write_json
 from .core.cli import run_main
+from .retrieval import KNN_SUFFIX
 from .retrieval.knn import Retrieval, set_search_threads
 
 log = logging.getLogger("mtdistill")
@@ -170,7 +171,7 @@ def parse_args(argv=None):
 def run(args) -> None:
     models.set_threads(args.threads)
     if args.retrieval:
-        if not args.system.endswith(".knn"):  # the report pairs <student>.knn with <student>, its beta 0
+        if not args.system.endswith(KNN_SUFFIX):  # the report pairs <student>.knn with <student>, its beta 0
             raise InputError(f"--system: {args.system!r} decodes with --retrieval and must be named <student>.knn")
         set_search_threads(args.threads)
     result = {"system": args.system, "strategy": args.strategy, "round": args.round, "threads": args.threads}

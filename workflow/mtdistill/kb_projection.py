@@ -19,25 +19,22 @@ from .core.cli import run_main
 from .core.io import InputError, read_tables
 from .retrieval.head import save_linear
 from .retrieval.projection import train_projection
-from .teacher_topk import label_pairs, teacher_forced
-from .training.batches import resolve_precision
+from .teacher_topk import add_teacher_forcing_options, frozen_teacher, label_pairs, teacher_forced
 
 log = logging.getLogger("mtdistill")
 
 
 def projection(args) -> None:
     started = time.perf_counter()
-    teacher, tokenizer = models.load(args.teacher, "--teacher")
-    device = models.device()
-    teacher = teacher.to(device).eval()
+    teacher, tokenizer, device = frozen_teacher(args.teacher)
     table, pairs = label_pairs(tokenizer, read_tables(args.labels), args.label_column, args.max_len)
     if not pairs:
         raise InputError(f"{args.labels[0]}: no labelled rows to train the projection on")
     rng = np.random.default_rng(args.seed)
     chosen = np.sort(rng.choice(len(pairs), size=min(args.sentences, len(pairs)), replace=False))
     pairs = [pairs[i] for i in chosen]
-    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, 1, args.batch_tokens,
-                          resolve_precision(args.precision, device), device, states=True)
+    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, 1, args.batch_tokens, args.precision, device,
+                          states=True)
     states = np.concatenate(rows["states"])
     next_tokens = np.concatenate([label for _, label in pairs]).astype(np.int64)
     head, record = train_projection(states, next_tokens, args.dim, args.temperature, args.epochs, args.batch_size,
@@ -46,15 +43,14 @@ def projection(args) -> None:
              states.shape[1], args.dim, record["kept_tokens"], record["tokens"], record["token_types"],
              " ".join(f"{x:.4f}" for x in record["loss_per_epoch"]))
     save_linear(head, args.out, teacher=args.teacher, sentences=len(pairs), temperature=args.temperature,
-                    epochs=args.epochs, max_per_token=args.max_per_token, seconds=time.perf_counter() - started,
-                    **record)
+                epochs=args.epochs, max_per_token=args.max_per_token, seconds=time.perf_counter() - started,
+                **record)
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--teacher", required=True)
+    add_teacher_forcing_options(p)
     p.add_argument("--labels", nargs="+", required=True, help="label tables (the knowledge base's transfer labels)")
-    p.add_argument("--label-column", default="label")
     p.add_argument("--dim", type=int, required=True, help="key dimension: the student's d_model")
     p.add_argument("--sentences", type=int, default=2000, help="label rows the head is trained on")
     p.add_argument("--temperature", type=float, default=0.1, help="of the contrastive loss")
@@ -62,11 +58,7 @@ def parse_args(argv=None):
     p.add_argument("--batch-size", type=int, default=1024, help="positions per contrastive batch")
     p.add_argument("--lr", type=float, default=5e-3)
     p.add_argument("--max-per-token", type=int, default=50, help="positions kept per next token (subsampling)")
-    p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--batch-tokens", type=int, default=4096)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True, help="the head (torch file)")
     args = p.parse_args(argv)
     for name in ("dim", "sentences", "epochs", "batch_size", "max_per_token"):

@@ -22,13 +22,13 @@ import yaml
 from . import objectives
 from .corpora import READERS
 from .labels import STRATEGIES
+from .retrieval import KNN_SUFFIX
 from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout, acceptance_file, as_json,  # noqa: F401
                      base_system, cli_options, ct2_model, kb_projection, kb_shard, label_files, nbest_shard,
                      selected_features_list, student_dir, tuned_retrieval)
 from .scorers import KINDS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-KNN_SUFFIX = ".knn"
 # Config keys renamed for "one name for one idea": the old key is refused, naming the new one.
 RENAMED = {("student", "variants"): "student.objectives", ("resources", "train_variant"): "resources.train_objective",
            ("resources", "finetune_teacher"): "resources.finetune_decoders"}

@@ -149,7 +149,7 @@ def run(args) -> None:
         findings = {(f["system"], f["baseline"]): f.get("finding", "") for f in json.loads(args.findings)}
         text = markdown(table, evaluations, diagnostics, costs, trainings, significance, args.note, findings,
                         [read_json(p) for p in args.acceptance], [load_label_diagnostics(p) for p in args.labels],
-                        {p: read_json(p) for p in args.retrieval}, {os.path.join(p, "kb.json"): read_json(Path(p) / "kb.json") for p in args.kb})
+                        {p: read_json(p) for p in args.retrieval}, {p: read_json(Path(p) / "kb.json") for p in args.kb})
         tmp.write_text(text + figures_section(args.figures, args.markdown), encoding="utf-8")
 
 

@@ -9,7 +9,7 @@ import os
 
 import pandas as pd
 
-KNN_SUFFIX = ".knn"
+from .retrieval import KNN_SUFFIX
 
 
 def base_system(system: str) -> str:
@@ -31,7 +31,7 @@ def tuning_of(evaluation: dict, tuned: dict[str, dict]) -> dict | None:
 
 def build_seconds(evaluation: dict, kb_metas: dict[str, dict]) -> float:
     """Seconds to build every shard the evaluation searched (their kb.json); NaN when one is not given."""
-    metas = [kb_metas.get(os.path.normpath(os.path.join(shard, "kb.json"))) for shard in evaluation["retrieval"]["kb"]]
+    metas = [kb_metas.get(os.path.normpath(shard)) for shard in evaluation["retrieval"]["kb"]]
     if not metas or not all(metas):
         return math.nan
     return float(sum(meta["build_seconds"] for meta in metas))
@@ -111,7 +111,7 @@ def curve_table(pairs: list[tuple[dict, dict | None]], tuned: dict[str, dict]) -
 
 def retrieval_section(evaluations: list[dict], tuned: dict[str, dict] | None = None,
                       kb_metas: dict[str, dict] | None = None, significance: list[dict] = ()) -> list[str]:
-    """`tuned` and `kb_metas`: tune_retrieval JSONs and shards' kb.json files, each by its path."""
+    """`tuned`: tune_retrieval JSONs by their path; `kb_metas`: the shards' kb.json by shard directory."""
     pairs = retrieval_systems(evaluations)
     if not pairs:
         return []

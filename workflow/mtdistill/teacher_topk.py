@@ -22,11 +22,30 @@ from .core.cli import run_main
 from .training.batches import autocast, collate, encode, resolve_precision, token_batches
 
 
+def frozen_teacher(path: str):
+    """The teacher in eval mode on this job's device, its tokenizer and the device."""
+    teacher, tokenizer = models.load(path, "--teacher")
+    device = models.device()
+    return teacher.to(device).eval(), tokenizer, device
+
+
+def add_teacher_forcing_options(p: argparse.ArgumentParser) -> None:
+    """The options of every step that forces the teacher on label tables (teacher_topk, kb_projection, build_kb)."""
+    p.add_argument("--teacher", required=True)
+    p.add_argument("--label-column", default="label")
+    p.add_argument("--max-len", type=int, default=128, help="label tokens kept, as training truncates them")
+    p.add_argument("--batch-tokens", type=int, default=4096)
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="the teacher's forward pass: auto is bf16 on a GPU that supports it, else fp32")
+    p.add_argument("--threads", type=int, default=1)
+
+
 @torch.no_grad()
 def teacher_forced(teacher, pairs, pad: int, k: int, batch_tokens: int, precision: str, device,
                    states: bool = False) -> dict:
     """Per row: the teacher's top-k next-token ids (int32) and log-probs (float16) at every label
     position and, with `states`, its final decoder states there (float32, the knowledge base's keys)."""
+    precision = resolve_precision(precision, device)
     rows = {"ids": [None] * len(pairs), "logprobs": [None] * len(pairs)}
     if states:
         rows["states"] = [None] * len(pairs)
@@ -53,26 +72,17 @@ def label_pairs(tokenizer, table, label_column: str, max_len: int):
 
 def teacher_topk(teacher_path: str, tables: list[str], label_column: str, k: int, max_len: int, batch_tokens: int,
                  precision: str = "auto") -> dict:
-    teacher, tokenizer = models.load(teacher_path, "--teacher")
-    device = models.device()
-    teacher = teacher.to(device).eval()
+    teacher, tokenizer, device = frozen_teacher(teacher_path)
     table, pairs = label_pairs(tokenizer, read_tables(tables), label_column, max_len)
-    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, k, batch_tokens, resolve_precision(precision, device),
-                          device)
+    rows = teacher_forced(teacher, pairs, tokenizer.pad_token_id, k, batch_tokens, precision, device)
     return {"teacher": teacher_path, "k": k, "max_len": max_len, "sent_ids": list(table.sent_id), **rows}
 
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--teacher", required=True)
+    add_teacher_forcing_options(p)
     p.add_argument("--train", nargs="+", required=True, help="the student's training tables")
-    p.add_argument("--label-column", default="label")
     p.add_argument("--k", type=int, default=16)
-    p.add_argument("--max-len", type=int, default=128)
-    p.add_argument("--batch-tokens", type=int, default=4096)
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="the teacher's forward pass: auto is bf16 on a GPU that supports it, else fp32")
-    p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     return p.parse_args(argv)
 

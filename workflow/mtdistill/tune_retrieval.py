@@ -20,6 +20,7 @@ from .backends.hf import HFTranslator
 from .core.cli import run_main
 from .core.io import InputError, read_table, write_json
 from .core.metrics import reference_streams
+from .objectives import OBJECTIVES
 from .retrieval.knn import Retrieval, check_beta, set_search_threads
 
 log = logging.getLogger("mtdistill")
@@ -67,8 +68,8 @@ def parse_args(argv=None):
     p.add_argument("--model", required=True, help="student model directory with its retrieval head")
     p.add_argument("--kb", nargs="+", required=True, help="knowledge-base shard directories (mtdistill.build_kb)")
     p.add_argument("--dev", required=True, help="dev table with source, target and references")
-    p.add_argument("--betas", nargs="+", type=float, default=[0.0, 0.1, 0.2, 0.3, 0.5, 0.7],
-                   help="mixing weights to try, each in [0, 1]")
+    p.add_argument("--betas", nargs="+", type=float, default=OBJECTIVES["reaugkd"].keys["betas"],
+                   help="mixing weights to try, each in [0, 1] (reaugkd's grid)")
     p.add_argument("--beam", type=int, default=1, help="beam size of the dev decoding (1: greedy)")
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--max-len-a", type=float, default=1.5, help="output length limit: a * source tokens + b")

@@ -9,3 +9,6 @@ projection  the teacher's projection head and its token-level supervised contras
 head        the student's projection head, saved in its model directory
 knn         decoding with retrieval (a LogitsProcessor)
 """
+
+# The evaluation of a retrieval-augmented student decoding with its knowledge base is <student>.knn.
+KNN_SUFFIX = ".knn"

@@ -175,9 +175,6 @@ class KnowledgeBase:
             self._values = (self._gathered("value_ids"), self._gathered("value_logprobs"))
         return self._values[0][ids].astype(np.int64), self._values[1][ids].astype(np.float32)
 
-    def next_tokens(self) -> np.ndarray:
-        return self._gathered("next_tokens").astype(np.int64)
-
     def memory_bytes(self) -> dict:
         return {name: sum(meta["memory_bytes"][name] for meta in self.metas) for name in ("index", "values", "keys")}
 
