@@ -30,7 +30,8 @@ def test_the_shards_hold_every_label_position_and_teacher_topk_values(kb_shards,
     base = kb.KnowledgeBase.load(kb_shards)
     labels = pd.read_parquet(kd_labels).dropna(subset=["label"])
     assert base.sent_ids == list(labels.sent_id)
-    topk = teacher_topk.teacher_topk(str(teacher_dir), [str(kd_labels)], "label", 8, 64, 4096)
+    max_len = json.loads((kb_shards[0] / "kb.json").read_text())["max_len"]  # as build_kb truncated the labels
+    topk = teacher_topk.teacher_topk(str(teacher_dir), [str(kd_labels)], "label", 8, max_len, 4096)
     assert list(base.row_lengths) == [len(ids) for ids in topk["ids"]] and base.size == sum(base.row_lengths)
     row = 3
     entries = base.row_offsets[row] + np.arange(base.row_lengths[row])

@@ -85,6 +85,7 @@ def build_model(arch: dict, tokenizer) -> MarianMTModel:
     with torch.no_grad():
         model.get_input_embeddings().weight[pad].zero_()
     configure_generation(model, tokenizer)
+    freeze_sinusoids(model)
     return model
 
 
@@ -105,6 +106,14 @@ def configure_generation(model, tokenizer) -> None:
     gen.bad_words_ids = [[tokenizer.pad_token_id]]
     gen.forced_eos_token_id = None
     gen.max_length = None
+
+
+def freeze_sinusoids(model) -> None:
+    """Fixed sinusoidal positions stay fixed. transformers 5 loads Marian's as trainable parameters that
+    save_pretrained does not write, so training them would change the model that is saved behind its back."""
+    for module in model.modules():
+        if type(module).__name__.endswith("SinusoidalPositionalEmbedding"):
+            module.weight.requires_grad_(False)
 
 
 def keep_pad_row_zero(model) -> None:
@@ -135,6 +144,7 @@ def load(path: str | Path, what: str = "model", causal: bool = False):
         model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(str(path))
     if not causal:
         configure_generation(model, tokenizer)  # pretrained models too: no forced EOS, never <pad>
+    freeze_sinusoids(model)
     return model.to(device()).eval(), tokenizer
 
 

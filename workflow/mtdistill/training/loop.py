@@ -129,7 +129,7 @@ def plan_steps(args, pairs, group: int, world: int) -> None:
 
 def add_optimizer(run: Run) -> None:
     args = run.args
-    run.optimizer = torch.optim.AdamW(run.raw.parameters(), lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
+    run.optimizer = torch.optim.AdamW([p for p in run.raw.parameters() if p.requires_grad], lr=args.lr, betas=(0.9, 0.98), weight_decay=0.0)
     run.schedule = torch.optim.lr_scheduler.LambdaLR(
         run.optimizer, lambda step: min((step + 1) / args.warmup, math.sqrt(args.warmup / (step + 1)))
     )
