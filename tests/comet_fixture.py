@@ -1,24 +1,32 @@
-"""A tiny, randomly initialised COMET checkpoint built offline at test time (nothing binary committed).
+"""Tiny, randomly initialised COMET checkpoints built offline at test time (nothing binary committed),
+and the way the tests reach the COMET environment.
 
-A 200-piece SentencePiece model trained on the test's own texts becomes an XLM-R tokenizer; a 2-layer,
+COMET (unbabel-comet 2.2.7: transformers<5, numpy<2) has an environment of its own (envs/comet.txt,
+`make install` builds .venv-comet), so the tests, which run in the main one, call it as the workflow
+does: through its interpreter, $MTDISTILL_COMET_PYTHON (else .venv-comet/bin/python). This file is
+both: imported in the main environment, it gives the sentence pairs, `comet_python`, `run_comet` and
+`build_checkpoints`; run by the COMET interpreter, it builds the checkpoints:
+
+    python tests/comet_fixture.py --root DIR --kinds qe ref [--texts FILE]
+
+A 200-piece SentencePiece model trained on the texts becomes an XLM-R tokenizer; a 2-layer,
 64-wide XLM-R config sits beside it, so COMET builds its encoder from that directory without weights
 and without the hub.
 """
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before huggingface_hub reads it at import
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import pytorch_lightning as ptl
-import sentencepiece as spm
-import torch
-import yaml
-from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+REPO = Path(__file__).resolve().parents[1]
 
 # German-English sentence pairs the tiny checkpoints' vocabulary is trained on (and scored on)
 GERMAN = [("Der Hund", "The dog"), ("Die Katze", "The cat"), ("Mein Bruder", "My brother"), ("Das Kind", "The child")]
@@ -28,8 +36,46 @@ PAIRS = [(f"{s[0]} {v[0]} {o[0]}.", f"{s[1]} {v[1]} {o[1]}.") for s, v, o in ite
 TEXTS = [text for pair in PAIRS for text in pair]
 
 
+# --- in the main environment: reaching the COMET one ---------------------------------------------
+def comet_python() -> str:
+    """The COMET environment's interpreter, as the workflow picks it; a failure, not a skip, without it."""
+    import pytest
+
+    python = os.environ.get("MTDISTILL_COMET_PYTHON") or str(REPO / ".venv-comet" / "bin" / "python")
+    if not os.access(python, os.X_OK):
+        pytest.fail(f"the COMET tests run in the COMET environment, and its interpreter {python} does not exist:"
+                    " run `make install` (it builds .venv-comet from envs/comet.txt) or set MTDISTILL_COMET_PYTHON")
+    return python
+
+
+def run_comet(*args, check: bool = True, timeout: int = 600) -> subprocess.CompletedProcess:
+    """`<COMET python> args...` from the checkout; with `check`, a failure shows its stderr."""
+    result = subprocess.run([comet_python(), *map(str, args)], cwd=REPO, capture_output=True, text=True,
+                            timeout=timeout, env={**os.environ, "PYTHONPATH": str(REPO / "tests")})
+    if check:
+        assert result.returncode == 0, f"{args}: exit {result.returncode}\n{result.stderr[-4000:]}"
+    return result
+
+
+def build_checkpoints(root: Path, kinds=("qe", "ref"), texts: list[str] | None = None) -> dict[str, Path]:
+    """kind -> <root>/<kind>/comet/checkpoints/model.ckpt (its encoder at <root>/<kind>/encoder), built
+    in one COMET-environment process."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    options = []
+    if texts is not None:
+        (root / "texts.txt").write_text("".join(f"{text}\n" for text in texts), encoding="utf-8")
+        options = ["--texts", root / "texts.txt"]
+    run_comet(Path(__file__), "--root", root, "--kinds", *kinds, *options)
+    return {kind: root / kind / "comet" / "checkpoints" / "model.ckpt" for kind in kinds}
+
+
+# --- in the COMET environment: building the checkpoints -------------------------------------------
 def build_encoder(texts: list[str], outdir: Path, seed: int = 1) -> Path:
     """XLM-R tokenizer + config directory (no weights: COMET inits them randomly)."""
+    import sentencepiece as spm
+    from transformers import XLMRobertaConfig, XLMRobertaTokenizerFast
+
     outdir.mkdir(parents=True, exist_ok=True)
     prefix = outdir.parent / f".{outdir.name}-spm"
     spm.set_random_generator_seed(seed)
@@ -55,6 +101,9 @@ def build_tiny_comet(root: Path, texts: list[str], kind: str, seed: int = 1) -> 
 
     kind "qe": CometKiwi-style UnifiedMetric over (mt, src); kind "ref": COMET-22-style RegressionMetric.
     """
+    import pytorch_lightning as ptl
+    import torch
+    import yaml
     from comet.models import RegressionMetric, UnifiedMetric
 
     root = Path(root)
@@ -79,3 +128,20 @@ def build_tiny_comet(root: Path, texts: list[str], kind: str, seed: int = 1) -> 
                 "pytorch-lightning_version": ptl.__version__},  # Lightning raises KeyError without it
                checkpoint)
     return checkpoint
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="Build tiny COMET checkpoints (run by the COMET interpreter).")
+    p.add_argument("--root", required=True, type=Path, help="<root>/<kind>/{encoder,comet} per kind")
+    p.add_argument("--kinds", nargs="+", choices=["qe", "ref"], default=["qe", "ref"])
+    p.add_argument("--texts", type=Path, help="one text per line for the vocabulary (default: the German-English pairs)")
+    p.add_argument("--seed", type=int, default=1)
+    args = p.parse_args(argv)
+    texts = args.texts.read_text(encoding="utf-8").splitlines() if args.texts else TEXTS
+    for kind in args.kinds:
+        print(build_tiny_comet(args.root / kind, texts, kind, args.seed))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

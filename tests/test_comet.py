@@ -1,7 +1,14 @@
-"""COMET scorer on tiny checkpoints built at test time: QE and reference-based, loading and errors."""
+"""COMET scorer on tiny checkpoints built at test time: QE and reference-based, loading and errors.
+
+COMET has its own environment: the checkpoints are built and every hypothesis is scored there, by
+the step the workflow runs (`<COMET python> -m mtdistill.score --kind comet`, comet_fixture.run_comet);
+the tables it writes are checked here. The checks that come before COMET is imported (paths, GPUs)
+run in this process."""
 
 from __future__ import annotations
 
+import itertools
+import re
 import shutil
 
 import numpy as np
@@ -9,25 +16,22 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from comet_fixture import PAIRS, TEXTS, build_tiny_comet
+from comet_fixture import PAIRS, build_checkpoints, run_comet
 from mtdistill.core.io import InputError
 from mtdistill.scorers import Options
 from mtdistill.scorers.comet import load_comet, score_comet
 
-
-@pytest.fixture(scope="session")
-def comet_root(tmp_path_factory):
-    return tmp_path_factory.mktemp("comet")
+RUNS = itertools.count()
 
 
-@pytest.fixture(scope="session")
-def qe_checkpoint(comet_root):
-    return build_tiny_comet(comet_root / "qe", TEXTS, "qe")
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory) -> dict:
+    return build_checkpoints(tmp_path_factory.mktemp("comet"))
 
 
-@pytest.fixture(scope="session")
-def ref_checkpoint(comet_root):
-    return build_tiny_comet(comet_root / "ref", TEXTS, "ref")
+@pytest.fixture(scope="module")
+def work(tmp_path_factory):
+    return tmp_path_factory.mktemp("comet_scores")
 
 
 def tables(sources: int = 5, hyps: int = 4, references: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -41,6 +45,26 @@ def tables(sources: int = 5, hyps: int = 4, references: bool = True) -> tuple[pd
     return pd.DataFrame(rows, columns=["sent_id", "hyp_id", "hypothesis"]), sentences
 
 
+def score(work, name: str, checkpoint, nbest: pd.DataFrame, sentences: pd.DataFrame, *options, check: bool = True):
+    """The comet kind's feature table, as rule score runs it in the COMET environment (its CPU here);
+    with check=False, the finished process (for the errors)."""
+    run = work / str(next(RUNS))
+    run.mkdir()
+    nbest.to_parquet(run / "nbest.parquet")
+    sentences.to_parquet(run / "sentences.parquet")
+    result = run_comet("-m", "mtdistill.score", "--name", name, "--kind", "comet", "--model", checkpoint,
+                       "--nbest", run / "nbest.parquet", "--sources", run / "sentences.parquet", "--batch-size", "32",
+                       *options, "--out", run / "features.parquet", "--cost-out", run / "cost.json", check=check)
+    return result if not check else pd.read_parquet(run / "features.parquet")
+
+
+def assert_fails(result, message: str) -> None:
+    """A step's one-line error (exit 2), not a traceback."""
+    assert result.returncode == 2, result.stderr[-3000:]
+    error = next(line for line in result.stderr.splitlines() if line.startswith("mtdistill: error: "))
+    assert re.search(message, error), error
+
+
 def assert_scored(scores: pd.DataFrame, nbest: pd.DataFrame, column: str) -> None:
     assert list(scores.columns) == ["sent_id", "hyp_id", column]
     assert scores[["sent_id", "hyp_id"]].equals(nbest[["sent_id", "hyp_id"]].reset_index(drop=True))
@@ -48,42 +72,42 @@ def assert_scored(scores: pd.DataFrame, nbest: pd.DataFrame, column: str) -> Non
     assert scores[column].nunique() > 1  # a real model, not a constant
 
 
-def comet(nbest: pd.DataFrame, sentences: pd.DataFrame, name: str, checkpoint: str, **options) -> pd.DataFrame:
-    """The comet kind with `checkpoint`, 32 segments per batch, on the CPU unless `options` say otherwise."""
-    return score_comet(nbest, sentences, name, Options(**{"model": checkpoint, "batch_size": 32, "gpus": 0, **options}))
+@pytest.fixture(scope="module")
+def qe_scores(work, checkpoints) -> pd.Series:
+    return score(work, "kiwi", checkpoints["qe"], *tables()).kiwi_score
 
 
-def test_qe_scores_every_hypothesis_in_order(qe_checkpoint):
+@pytest.fixture(scope="module")
+def ref_scores(work, checkpoints) -> pd.Series:
+    model_dir = checkpoints["ref"].parents[1]  # a model directory works as well as the .ckpt file
+    return score(work, "comet22", model_dir, *tables()).comet22_score
+
+
+def test_qe_scores_every_hypothesis_in_order(work, checkpoints, qe_scores):
     nbest, sentences = tables(references=False)
-    scores = comet(nbest, sentences, "kiwi", str(qe_checkpoint))
+    scores = score(work, "kiwi", checkpoints["qe"], nbest, sentences)
     assert len(scores) == len(nbest) == 20
     assert_scored(scores, nbest, "kiwi_score")
     assert ((scores.kiwi_score > 0) & (scores.kiwi_score < 1)).all()  # sigmoid head, as CometKiwi
+    # QE ignores references: the same scores with them (and from another process: deterministic)
+    np.testing.assert_array_equal(qe_scores, scores.kiwi_score)
 
 
-def test_qe_ignores_references(qe_checkpoint):
+def test_reference_based_scores_with_references(work, checkpoints, ref_scores):
     nbest, sentences = tables()
-    _, mono = tables(references=False)
-    with_refs = comet(nbest, sentences, "kiwi", str(qe_checkpoint))
-    np.testing.assert_array_equal(with_refs.kiwi_score, comet(nbest, mono, "kiwi", str(qe_checkpoint)).kiwi_score)
-
-
-def test_reference_based_scores_with_references(ref_checkpoint):
-    nbest, sentences = tables()
-    model_dir = ref_checkpoint.parents[1]  # a model directory works as well as the .ckpt file
-    scores = comet(nbest, sentences, "comet22", str(model_dir))
-    assert_scored(scores, nbest, "comet22_score")
+    assert_scored(pd.DataFrame({**nbest[["sent_id", "hyp_id"]], "comet22_score": ref_scores}), nbest, "comet22_score")
     # the reference enters the score: swapping in other references changes it
     other = sentences.assign(target=sentences.target.iloc[::-1].to_list())
-    assert not np.allclose(scores.comet22_score, comet(nbest, other, "comet22", str(model_dir)).comet22_score)
+    assert not np.allclose(ref_scores, score(work, "comet22", checkpoints["ref"], nbest, other).comet22_score)
 
 
-def test_reference_based_without_references_fails(ref_checkpoint):
+@pytest.mark.parametrize("targets", ["empty", "no column"])
+def test_reference_based_without_references_fails(work, checkpoints, targets):
     nbest, mono = tables(references=False)
-    with pytest.raises(InputError, match="'comet22' is reference-based.*no references"):
-        comet(nbest, mono, "comet22", str(ref_checkpoint))
-    with pytest.raises(InputError, match="'comet22' is reference-based"):
-        comet(nbest, mono.drop(columns="target"), "comet22", str(ref_checkpoint))
+    if targets == "no column":
+        mono = mono.drop(columns="target")
+    assert_fails(score(work, "comet22", checkpoints["ref"], nbest, mono, check=False),
+                 "'comet22' is reference-based and this set has no references")
 
 
 def test_missing_checkpoint_names_scorer_and_path(tmp_path):
@@ -92,56 +116,61 @@ def test_missing_checkpoint_names_scorer_and_path(tmp_path):
         load_comet(str(missing), "kiwi")
     nbest, sentences = tables()
     with pytest.raises(InputError, match=rf"'kiwi'.*{tmp_path / 'nowhere'}"):
-        comet(nbest, sentences, "kiwi", str(tmp_path / "nowhere"))
+        score_comet(nbest, sentences, "kiwi", Options(model=str(tmp_path / "nowhere"), gpus=0))
 
 
-def test_more_than_one_gpu_is_refused(qe_checkpoint):
+def test_more_than_one_gpu_is_refused(checkpoints):
     nbest, sentences = tables()
     with pytest.raises(InputError, match="'kiwi'.*one GPU"):
-        comet(nbest, sentences, "kiwi", str(qe_checkpoint), gpus=2)
+        score_comet(nbest, sentences, "kiwi", Options(model=str(checkpoints["qe"]), gpus=2))
 
 
-def test_unreadable_checkpoint_names_scorer_path_and_cause(tmp_path, qe_checkpoint):
+def test_unreadable_checkpoint_names_scorer_path_and_cause(work, tmp_path):
     broken = tmp_path / "broken" / "checkpoints" / "model.ckpt"
     broken.parent.mkdir(parents=True)
     broken.write_bytes(b"not a checkpoint")
-    with pytest.raises(InputError, match=rf"'kiwi': cannot load COMET checkpoint {broken}: \w+"):
-        load_comet(str(broken), "kiwi")
+    result = score(work, "kiwi", broken, *tables(), check=False)
+    assert_fails(result, rf"'kiwi': cannot load COMET checkpoint {broken}: \w+")
+    assert "ModuleNotFoundError" not in result.stderr  # COMET itself read it
 
 
-def test_moved_encoder_loads_with_override(tmp_path):
-    checkpoint = build_tiny_comet(tmp_path / "built", TEXTS, "qe")
-    nbest, sentences = tables(sources=2, hyps=3, references=False)
-    before = comet(nbest, sentences, "kiwi", str(checkpoint)).kiwi_score
+def copy_naming_encoder(checkpoint, copy, encoder: str):
+    """A copy of a checkpoint's model directory whose stored encoder (pretrained_model) is `encoder`."""
+    shutil.copytree(checkpoint.parents[1], copy)
+    checkpoint = copy / "checkpoints" / "model.ckpt"
+    state = torch.load(checkpoint, weights_only=True)
+    state["hyper_parameters"]["pretrained_model"] = encoder
+    torch.save(state, checkpoint)
+    (copy / "hparams.yaml").write_text(yaml.safe_dump(state["hyper_parameters"]), encoding="utf-8")
+    return checkpoint
+
+
+def test_moved_encoder_loads_with_override(work, tmp_path, checkpoints, qe_scores):
+    """A checkpoint whose encoder directory moved after it was built."""
+    shutil.copytree(checkpoints["qe"].parents[2] / "encoder", tmp_path / "built" / "encoder")
+    checkpoint = copy_naming_encoder(checkpoints["qe"], tmp_path / "built" / "comet", str(tmp_path / "built" / "encoder"))
     moved = shutil.move(tmp_path / "built" / "encoder", tmp_path / "elsewhere")
-    with pytest.raises(InputError, match=rf"'kiwi': cannot load COMET checkpoint {checkpoint}"):
-        load_comet(str(checkpoint), "kiwi")
-    after = comet(nbest, sentences, "kiwi", str(checkpoint), encoder=str(moved)).kiwi_score
-    np.testing.assert_array_equal(before, after)
+    assert_fails(score(work, "kiwi", checkpoint, *tables(), check=False),
+                 rf"'kiwi': cannot load COMET checkpoint {checkpoint}.*local XLM-R tokenizer")
+    np.testing.assert_array_equal(qe_scores, score(work, "kiwi", checkpoint, *tables(), "--encoder", moved).kiwi_score)
     with pytest.raises(InputError, match="'kiwi'.*encoder directory"):
         load_comet(str(checkpoint), "kiwi", encoder=str(tmp_path / "gone"))
 
 
-def test_hub_id_encoder_needs_local_override(tmp_path, ref_checkpoint):
+def test_hub_id_encoder_needs_local_override(work, tmp_path, checkpoints, ref_scores):
     """Unbabel's checkpoints name their encoder by hub id; offline, a local directory replaces it."""
-    shutil.copytree(ref_checkpoint.parents[1], tmp_path / "comet22")
-    checkpoint = tmp_path / "comet22" / "checkpoints" / "model.ckpt"
-    state = torch.load(checkpoint, weights_only=True)
-    state["hyper_parameters"]["pretrained_model"] = "mtdistill-tests/xlm-roberta-tiny"  # as "xlm-roberta-large", never cached
-    torch.save(state, checkpoint)
-    (tmp_path / "comet22" / "hparams.yaml").write_text(yaml.safe_dump(state["hyper_parameters"]), encoding="utf-8")
-    with pytest.raises(InputError, match="'comet22': cannot load COMET checkpoint.*local XLM-R tokenizer"):
-        load_comet(str(checkpoint), "comet22")
-    nbest, sentences = tables(sources=2, hyps=3)
-    expected = comet(nbest, sentences, "comet22", str(ref_checkpoint)).comet22_score
-    encoder = str(ref_checkpoint.parents[2] / "encoder")
-    np.testing.assert_array_equal(expected, comet(nbest, sentences, "comet22", str(checkpoint), encoder=encoder).comet22_score)
+    # as "xlm-roberta-large", never cached
+    checkpoint = copy_naming_encoder(checkpoints["ref"], tmp_path / "comet22", "mtdistill-tests/xlm-roberta-tiny")
+    assert_fails(score(work, "comet22", checkpoint, *tables(), check=False),
+                 "'comet22': cannot load COMET checkpoint.*local XLM-R tokenizer")
+    encoder = checkpoints["ref"].parents[2] / "encoder"
+    np.testing.assert_array_equal(ref_scores, score(work, "comet22", checkpoint, *tables(), "--encoder", encoder).comet22_score)
 
 
 @pytest.mark.parametrize("kind", ["qe", "ref"])
-def test_scores_are_deterministic(kind, qe_checkpoint, ref_checkpoint):
-    checkpoint = str(qe_checkpoint if kind == "qe" else ref_checkpoint)
-    nbest, sentences = tables(sources=6, hyps=5)
-    first = comet(nbest, sentences, "c", checkpoint, batch_size=32).c_score
-    np.testing.assert_array_equal(first, comet(nbest, sentences, "c", checkpoint, batch_size=32).c_score)
-    np.testing.assert_allclose(first, comet(nbest, sentences, "c", checkpoint, batch_size=3).c_score, atol=1e-6, rtol=0)
+def test_scores_do_not_depend_on_the_batch_size(work, checkpoints, qe_scores, ref_scores, kind):
+    """Scores are deterministic (the tests above compare runs of two processes exactly) and batching
+    changes them by float rounding at most."""
+    expected, name = (qe_scores, "kiwi") if kind == "qe" else (ref_scores, "comet22")
+    scores = score(work, name, checkpoints[kind], *tables(), "--batch-size", "3")
+    np.testing.assert_allclose(expected, scores[f"{name}_score"], atol=1e-6, rtol=0)

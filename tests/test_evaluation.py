@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import sacrebleu
-from comet_fixture import build_tiny_comet
+from comet_fixture import build_checkpoints, run_comet
 from mtdistill import evaluate, report, report_sections, significance
 from mtdistill.core.metrics import reference_streams
 from mtdistill.core.io import InputError
@@ -24,12 +24,17 @@ def test_table(data_dir) -> pd.DataFrame:
 
 
 @pytest.fixture(scope="module")
-def teacher_evaluation(work, data_dir, teacher_dir) -> dict:
+def teacher_evaluation_file(work, data_dir, teacher_dir):
     out = work / "evaluation" / "teacher.json"
     assert evaluate.main(["--model", str(teacher_dir), "--test", str(data_dir / "test.parquet"), "--system", "teacher",
                           "--beam", "2", "--batch-size", "16", "--speed-sentences", str(SPEED_SENTENCES),
                           "--out", str(out)]) == 0
-    return json.loads(out.read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def teacher_evaluation(teacher_evaluation_file) -> dict:
+    return json.loads(teacher_evaluation_file.read_text())
 
 
 def test_ter_with_signature_next_to_bleu_and_chrf(teacher_evaluation, test_table):
@@ -62,23 +67,51 @@ def test_speed_batched_and_at_batch_size_one(teacher_evaluation, teacher_dir):
     assert teacher_evaluation["size_mb"] > 0
 
 
-def test_reference_based_comet_in_evaluation(tmp_path, data_dir, teacher_dir, test_table):
-    texts = [*test_table.source, *test_table.target]
-    checkpoint = build_tiny_comet(tmp_path / "comet", texts, "ref")
-    result = evaluate.evaluate(str(teacher_dir), str(data_dir / "test.parquet"), beam=2, batch_size=16, speed_sentences=2,
-                               comet=str(checkpoint.parents[1]), comet_encoder=str(tmp_path / "comet" / "encoder"))
+def test_reference_based_comet_in_evaluation(tmp_path, data_dir, test_table, teacher_evaluation_file, teacher_evaluation):
+    """evaluation.comet: the COMET step (in the COMET environment) adds COMET to evaluate's JSON."""
+    checkpoint = build_checkpoints(tmp_path / "comet", ["ref"], [*test_table.source, *test_table.target])["ref"]
+    model_dir, out = checkpoint.parents[1], tmp_path / "teacher.comet.json"
+    run_comet("-m", "mtdistill.comet_evaluate", "--evaluation", teacher_evaluation_file, "--test",
+              data_dir / "test.parquet", "--comet", model_dir, "--comet-encoder", tmp_path / "comet" / "ref" / "encoder",
+              "--batch-size", "16", "--out", out)
+    result = json.loads(out.read_text())
     for decoding in ("greedy", "beam"):
         segments = result[decoding]["comet_segments"]
         assert len(segments) == len(test_table) and np.isfinite(segments).all()
         assert math.isfinite(result[decoding]["comet"]) and result[decoding]["comet"] == pytest.approx(np.mean(segments))
-    assert result["comet_checkpoint"] == str(checkpoint.parents[1])
+        # the rest is evaluate's, unchanged
+        assert {k: v for k, v in result[decoding].items() if not k.startswith("comet")} == teacher_evaluation[decoding]
+    assert result["comet_checkpoint"] == str(model_dir)
+    assert {k: v for k, v in result.items() if k not in ("greedy", "beam", "comet_checkpoint")} == {
+        k: v for k, v in teacher_evaluation.items() if k not in ("greedy", "beam")}
 
 
-def test_missing_comet_checkpoint_names_it_before_decoding(tmp_path, data_dir):
+def test_missing_comet_checkpoint_names_evaluation_comet(tmp_path, data_dir, teacher_evaluation_file):
     missing = tmp_path / "nowhere.ckpt"
-    # the model path does not exist either: the COMET check comes first
-    with pytest.raises(InputError, match=rf"evaluation.comet.*{missing}"):
-        evaluate.evaluate(str(tmp_path / "no-model"), str(data_dir / "test.parquet"), 2, 16, comet=str(missing))
+    result = run_comet("-m", "mtdistill.comet_evaluate", "--evaluation", teacher_evaluation_file, "--test",
+                       data_dir / "test.parquet", "--comet", missing, "--out", tmp_path / "out.json", check=False)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert f"mtdistill: error: config key evaluation.comet: COMET checkpoint {missing} not found" in result.stderr
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_comet_evaluation_refuses_another_test_set(tmp_path, test_table):
+    """Hypotheses that do not line up with the test set are refused before COMET loads (so in this process)."""
+    from mtdistill import comet_evaluate
+
+    with pytest.raises(InputError, match="has 2 greedy hypotheses for a test set of"):
+        comet_evaluate.add_comet({"greedy": {"hypotheses": ["a", "b"]}, "beam": {"hypotheses": ["a", "b"]}},
+                                 "x.json", test_table, str(tmp_path / "nowhere.ckpt"), None, 16)
+    with pytest.raises(InputError, match="x.json has no beam hypotheses"):
+        comet_evaluate.add_comet({"greedy": {"hypotheses": list(test_table.target)}}, "x.json", test_table,
+                                 str(tmp_path / "nowhere.ckpt"), None, 16)
+
+
+def test_evaluate_refuses_comet_naming_its_step(data_dir, teacher_dir, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        evaluate.main(["--model", str(teacher_dir), "--test", str(data_dir / "test.parquet"), "--system", "teacher",
+                       "--comet", str(tmp_path / "comet.ckpt"), "--out", str(tmp_path / "out.json")])
+    assert exit_.value.code == 2 and "mtdistill.comet_evaluate" in capsys.readouterr().err
 
 
 # --- paired bootstrap ------------------------------------------------------------------------------

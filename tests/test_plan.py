@@ -3,6 +3,7 @@ the report's file lists, every config check, and the schema against the registri
 
 from __future__ import annotations
 
+import re
 import shlex
 
 import jsonschema
@@ -216,6 +217,59 @@ def test_label_filter_and_comet_options(config):
     assert tiny.comet_options() == ""
     config["evaluation"]["comet"] = "/models/my comet"
     assert plan_of(config).comet_options() == "--comet '/models/my comet'"
+    config["evaluation"]["comet_encoder"] = "/models/xlm-r"
+    assert plan_of(config).comet_options() == "--comet '/models/my comet' --comet-encoder /models/xlm-r"
+
+
+def test_with_evaluation_comet_significance_figures_and_report_read_the_comet_evaluations(config, tiny):
+    assert tiny.evaluation_file(1, "top1-both") == "results/round1/eval/top1-both.json"
+    config["evaluation"]["comet"] = "/models/comet"
+    comet = plan_of(config)
+    assert comet.evaluation_file(1, "top1-both") == "results/round1/eval/top1-both.comet.json"
+    assert comet.round_evaluations(0)["evaluations"] == ["results/round0/eval/teacher.comet.json"]
+    files = comet.evaluation_files()
+    assert files == [f.replace(".json", ".comet.json") for f in tiny.evaluation_files()]
+    assert comet.figure_inputs()["evaluations"] == comet.report_inputs()["evaluations"] == files
+
+
+def executable(path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def test_comet_runs_in_its_own_environment(config, tiny, tmp_path):
+    """The comet scorers and evaluation.comet's step call the COMET interpreter: --sdm conda's env
+    python, else $MTDISTILL_COMET_PYTHON, else <workflow>/.venv-comet; missing, the config is refused."""
+    assert tiny.comet_key() is None
+    assert tiny.comet_python(False, tmp_path, {}) == str(tmp_path / ".venv-comet" / "bin" / "python")  # unused: no check
+    config["scorers"].append({"name": "kiwi", "kind": "comet", "model": "/models/kiwi"})
+    kiwi = plan_of(config)
+    key = rf"scorers\[{len(config['scorers']) - 1}\]\.kind \(kiwi\)"
+    assert re.fullmatch(key, kiwi.comet_key())
+    with pytest.raises(ValueError, match=rf"config key {key}: COMET runs in its own environment, but its interpreter"
+                                         rf" {tmp_path}/.venv-comet/bin/python \(the default .venv-comet\) does not"
+                                         r" exist: run `make install`"):
+        kiwi.comet_python(False, tmp_path, {})
+    elsewhere = tmp_path / "comet env" / "bin" / "python"
+    with pytest.raises(ValueError, match=r"\(\$MTDISTILL_COMET_PYTHON\) does not exist"):
+        kiwi.comet_python(False, tmp_path, {"MTDISTILL_COMET_PYTHON": str(elsewhere)})
+    executable(elsewhere)
+    assert kiwi.comet_python(False, tmp_path, {"MTDISTILL_COMET_PYTHON": str(elsewhere)}) == shlex.quote(str(elsewhere))
+    default = executable(tmp_path / ".venv-comet" / "bin" / "python")
+    assert kiwi.comet_python(False, tmp_path, {}) == str(default)
+    assert kiwi.comet_python(True, tmp_path / "nowhere", {}) == "python"  # --sdm conda: envs/comet.yaml's
+    # only the comet kind runs there
+    assert (kiwi.scorer_python("kiwi", "COMET"), kiwi.scorer_python("teacher", "COMET")) == ("COMET", "python")
+    rules = plan.SCHEMA.parents[1] / "rules"
+    assert (rules / kiwi.scorer_env("kiwi")).resolve() == plan.SCHEMA.parents[2] / "envs" / "comet.yaml"
+    assert (rules / kiwi.scorer_env("teacher")).resolve() == plan.SCHEMA.parents[2] / "envs" / "mtdistill.yaml"
+    config["scorers"].pop()
+    config["evaluation"]["comet"] = "/models/comet"
+    assert plan_of(config).comet_key() == "evaluation.comet"
+    with pytest.raises(ValueError, match="config key evaluation.comet: COMET runs in its own environment"):
+        plan_of(config).comet_python(False, tmp_path / "nowhere", {})
 
 
 def edit(config: dict, path: str, value) -> dict:
@@ -249,6 +303,8 @@ def edit(config: dict, path: str, value) -> dict:
      r"student\.objectives\[0\]\.topk: objective reaugkd does not use it"),
     ("evaluation.comparisons", [{"system": "top1-both", "baseline": "tpo1-both"}],
      r"evaluation\.comparisons\[0\]\.baseline: tpo1-both is not a system of this run"),
+    ("evaluation.comet_encoder", "/models/xlm-roberta-large",
+     r"config key evaluation\.comet_encoder: set, but evaluation\.comet names no checkpoint"),
 ])
 def test_every_config_check_names_its_key(config, path, value, message):
     edit(config, path, value)

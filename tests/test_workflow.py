@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
 import shutil
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import sys
 import pandas as pd
 import pytest
 import yaml
+from comet_fixture import build_checkpoints, comet_python
 from helpers import REPO, dry_run_dag, planned_jobs, tiny_config
 from mtdistill import dag, figures, models
 from mtdistill.objectives.prune import prunable
@@ -221,12 +223,54 @@ def test_scorers_are_a_config_list_and_can_be_limited_to_sets(tmp_path):
         {"name": "qe", "kind": "comet", "model": "/models/kiwi/checkpoints/model.ckpt", "gpu": True},
         {"name": "comet_ref", "kind": "comet", "model": "/models/comet", "sets": ["tune"], "gpu": True},
     ]
-    jobs = dry_run_dag(tmp_path, config)
-    scores = {(w["scorer"], w["set"]) for n, w, _ in jobs if n == "score"}
+    jobs = planned_jobs(tmp_path, config)
+    scores = {(job.wildcards["scorer"], job.wildcards["set"]) for job in jobs if job.rule.name == "score"}
     assert {("qe", s) for s in ("tune", "dev", "bitext", "mono")} <= scores
     assert ("comet_ref", "tune") in scores and not {("comet_ref", "bitext"), ("comet_ref", "mono")} & scores
-    assert {w["direction"] for n, w, _ in jobs if n == "decode_nbest"} == {"l2r"}
-    assert {w["helper"] for n, w, _ in jobs if n == "train_helper"} == {"backward"}
+    assert {job.wildcards["direction"] for job in jobs if job.rule.name == "decode_nbest"} == {"l2r"}
+    assert {job.wildcards["helper"] for job in jobs if job.rule.name == "train_helper"} == {"backward"}
+    # the comet kind scores in the COMET environment, the others in this one
+    comet = shlex.quote(comet_python())
+    for job in jobs:
+        if job.rule.name == "score":
+            python = comet if job.wildcards["scorer"] in ("qe", "comet_ref") else "python"
+            assert job.shellcmd.startswith(f"{python} -m mtdistill.score "), job.shellcmd
+
+
+def test_evaluation_comet_runs_in_the_comet_environment_and_feeds_the_report(tmp_path):
+    """evaluation.comet: one evaluate_comet job per evaluation, after evaluate, in the COMET
+    environment; significance, figures and report read its output."""
+    config = tiny_config()
+    config["evaluation"].update(comet="/models/wmt22-comet-da", comet_encoder="/models/xlm-roberta-large")
+    jobs = planned_jobs(tmp_path, config)
+    evaluations = {(job.wildcards["round"], job.wildcards["system"]) for job in jobs if job.rule.name == "evaluate"}
+    comet = {(job.wildcards["round"], job.wildcards["system"]): job for job in jobs if job.rule.name == "evaluate_comet"}
+    assert set(comet) == evaluations and len(evaluations) > 10
+    job = comet[("1", "top1-both")]
+    assert list(job.input) == ["results/round1/eval/top1-both.json", "results/data/test.parquet"]
+    assert list(job.output) == ["results/round1/eval/top1-both.comet.json"]
+    assert job.shellcmd.startswith(f"{shlex.quote(comet_python())} -m mtdistill.comet_evaluate ")
+    assert "--comet /models/wmt22-comet-da --comet-encoder /models/xlm-roberta-large" in job.shellcmd
+    assert job.resources["gpu"] == 1  # resources.evaluate_comet
+    for job in jobs:
+        if job.rule.name == "evaluate":
+            assert "--comet" not in job.shellcmd
+        if job.rule.name in ("compare_systems", "figures", "report"):
+            read = [f for f in job.input if "/eval/" in f and not f.endswith("significance.json")]
+            assert read and all(f.endswith(".comet.json") for f in read), job.rule.name
+
+
+def test_comet_without_its_environment_is_refused_naming_the_key(tmp_path, monkeypatch):
+    config = tiny_config()
+    config["scorers"].append({"name": "kiwi", "kind": "comet", "model": "/models/kiwi"})
+    monkeypatch.setenv("MTDISTILL_COMET_PYTHON", str(tmp_path / "nowhere" / "python"))
+    with pytest.raises(Exception, match=r"config key scorers\[7\]\.kind \(kiwi\): COMET runs in its own environment,"
+                                        rf" but its interpreter {tmp_path}/nowhere/python .*run `make install`"):
+        dry_run_dag(tmp_path, config)
+    config = tiny_config()
+    config["evaluation"]["comet"] = "/models/comet"
+    with pytest.raises(Exception, match="config key evaluation.comet: COMET runs in its own environment"):
+        dry_run_dag(tmp_path / "evaluation", config)
 
 
 def test_dag_figures_job_draws_every_figure_from_every_trained_model(tmp_path):
@@ -273,15 +317,16 @@ def test_a_renamed_config_key_is_refused_naming_the_new_one(tmp_path, section, o
 
 @pytest.mark.slow
 def test_end_to_end_tiny_run(tmp_path):
-    from comet_fixture import TEXTS, build_tiny_comet
-
     workdir = tmp_path / "run"
     (workdir / "config").mkdir(parents=True)
     config = tiny_config()
+    # COMET in its own environment: QE and reference-based scorers, and COMET in the evaluation
+    checkpoints = build_checkpoints(tmp_path / "comet")
     config["scorers"] += [
-        {"name": "kiwi", "kind": "comet", "model": str(build_tiny_comet(tmp_path / "kiwi", TEXTS, "qe")), "batch_size": 32},
-        {"name": "comet", "kind": "comet", "model": str(build_tiny_comet(tmp_path / "comet", TEXTS, "ref")), "sets": ["tune"]},
+        {"name": "kiwi", "kind": "comet", "model": str(checkpoints["qe"]), "batch_size": 32},
+        {"name": "comet", "kind": "comet", "model": str(checkpoints["ref"]), "sets": ["tune"]},
     ]
+    config["evaluation"]["comet"] = str(checkpoints["ref"].parents[1])
     (workdir / "config" / "config.yaml").write_text(yaml.safe_dump(config))
     result = snakemake("--cores", "2", "--workflow-profile", str(REPO / "profiles" / "default"), cwd=workdir, timeout=2700)
     assert result.returncode == 0, result.stderr[-4000:]
@@ -301,8 +346,11 @@ def test_end_to_end_tiny_run(tmp_path):
     assert zeros == pytest.approx(0.5 * sum(w.numel() for w in linear), rel=0.01)  # config: prune 0.5
     assert pruned.nonzero <= pruned.parameters - zeros
     assert (results / "round1" / "students" / "skd" / "acceptance.png").stat().st_size > 1000
-    for column in ("parameters", "bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "sent_per_s_greedy", "sent_per_s_beam"):
+    for column in ("parameters", "bleu_greedy", "bleu_beam", "chrf_greedy", "chrf_beam", "sent_per_s_greedy", "sent_per_s_beam",
+                   "comet_greedy", "comet_beam"):
         assert table[column].map(math.isfinite).all(), column
+    significance = json.loads((results / "round1" / "eval" / "significance.json").read_text())
+    assert all(math.isfinite(scores["comet"]["score"]) for scores in significance["systems"].values())
     assert (table.parameters[2:] < table.parameters[0]).all()
     report = (results / "report.md").read_text()
     assert "nrefs:3" in report and "## Self-training rounds" in report and "### Round 1" in report
@@ -338,7 +386,7 @@ def test_end_to_end_tiny_run(tmp_path):
     assert len(tuned["curve"]) == 2
     assert "## Retrieval-augmented KD" in report
     for rule in ("train_teacher", "finetune_decoders", "decode_nbest", "score", "train_student", "teacher_topk",
-                 "train_objective", "kb_projection", "build_kb", "tune_retrieval", "evaluate"):
+                 "train_objective", "kb_projection", "build_kb", "tune_retrieval", "evaluate", "evaluate_comet"):
         assert any((results / "benchmarks" / rule).iterdir()), rule
         assert any((workdir / "logs" / rule).iterdir()), rule
     # the Snakemake HTML report builds from the finished run

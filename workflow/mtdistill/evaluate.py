@@ -1,6 +1,7 @@
 """Evaluate one system on the test set: sacreBLEU BLEU, chrF and TER (multi-reference, with
-signatures) and, given a checkpoint, reference-based COMET (system score and per segment) for
-greedy and beam decoding; parameter count, size on disk; sentences/s and target tokens/s of the
+signatures) for greedy and beam decoding, whose hypotheses the JSON keeps (COMET, which needs an
+environment of its own, scores them afterwards: mtdistill.comet_evaluate, rule evaluate_comet);
+parameter count, size on disk; sentences/s and target tokens/s of the
 batched passes and of greedy decoding at batch size 1. Every decoding caps its output at
 --max-len-a * source tokens + --max-len-b tokens (EOS included), as n-best decoding does. With
 --retrieval (mtdistill.tune_retrieval's result) and --kb, every decoding mixes the knowledge base's
@@ -13,10 +14,7 @@ import logging
 import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
 import sacrebleu
-import torch
 
 from . import backends, models
 from .backends.hf import HFTranslator
@@ -61,20 +59,6 @@ def quality(hyps: list[str], refs: list[list[str]]) -> dict:
     return scores
 
 
-def comet_scores(model, test: pd.DataFrame, outputs: dict[str, list[str]], batch_size: int) -> dict[str, dict]:
-    """Per decoding: the system-level COMET (mean of segments) and every segment's score.
-
-    One predict call for every decoding (each call builds a Lightning Trainer); the reference is
-    the test set's target (COMET takes one reference per segment)."""
-    from .scorers.comet import predict, segments, uses_references
-
-    inputs = segments([*test.source] * len(outputs), [hyp for hyps in outputs.values() for hyp in hyps],
-                      [*test.target] * len(outputs), uses_references(model))
-    scores = np.asarray(predict(model, inputs, batch_size, int(torch.cuda.is_available())), dtype=float)
-    per_decoding = np.split(scores, len(outputs))
-    return {name: {"comet": float(s.mean()), "comet_segments": s.tolist()} for name, s in zip(outputs, per_decoding)}
-
-
 def tuned_retrieval(model_path: str, tuned_path: str, kb: list[str]) -> tuple[Retrieval, dict]:
     """The retrieval `tuned_path` (mtdistill.tune_retrieval) chose, on the shards `kb`, and what to record of it."""
     tuned = read_json(tuned_path)
@@ -96,18 +80,13 @@ def check_retrieval_options(backend: str, retrieval: str | None, kb: list[str] |
 
 
 def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_sentences: int = 100,
-             comet: str | None = None, comet_encoder: str | None = None, backend: str = "hf",
-             translator: str | None = None, threads: int = 1, compute_type: str = "default",
+             backend: str = "hf", translator: str | None = None, threads: int = 1, compute_type: str = "default",
              max_len_a: float = 1.5, max_len_b: int = 10, retrieval: str | None = None,
              kb: list[str] | None = None) -> dict:
     """Quality and speed of `model_path` on the test set; with backend ctranslate2 the decoding runs on
     `translator`, its conversion (parameters and size stay those of the `transformers` model); with
     `retrieval` (a tuned JSON) and `kb` (its shards), hf decoding mixes the kNN distribution in."""
     check_retrieval_options(backend, retrieval, kb)
-    if comet:  # before decoding, so a bad checkpoint fails fast
-        from .scorers.comet import load_comet
-
-        comet_model = load_comet(comet, "evaluation.comet", comet_encoder)
     model, tokenizer = models.load(model_path)
     knn, knn_record = tuned_retrieval(model_path, retrieval, kb) if retrieval else (None, None)
     if backend == "hf":  # the model already loaded for its parameter count
@@ -125,10 +104,8 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
     if knn_record:
         log.info("retrieval: beta %.2f, %d neighbours, knowledge base of %d entries (%.1f MB)", knn.beta,
                  knn.neighbours, knn.kb.size, knn_record["kb_memory_mb"])
-    outputs = {}
     for decoding, width in (("greedy", 1), ("beam", beam)):
         hyps, speed = timed_decoding(decoder, sources, width, batch_size, max_len_a, max_len_b)
-        outputs[decoding] = hyps
         result[decoding] = {**speed, **quality(hyps, refs), "hypotheses": hyps}
         log.info("%s: BLEU %.2f chrF %.2f TER %.2f, %.1f sent/s, %.0f target tok/s", decoding, result[decoding]["bleu"],
                  result[decoding]["chrf"], result[decoding]["ter"], speed["sentences_per_s"], speed["target_tokens_per_s"])
@@ -136,11 +113,6 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
     _, result["batch1"] = timed_decoding(decoder, sources[:speed_sentences], 1, 1, max_len_a, max_len_b)
     log.info("greedy, batch 1: %.1f sent/s, %.0f target tok/s on %d sentences", result["batch1"]["sentences_per_s"],
              result["batch1"]["target_tokens_per_s"], result["batch1"]["sentences"])
-    if comet:
-        for decoding, scores in comet_scores(comet_model, test, outputs, batch_size).items():
-            result[decoding].update(scores)
-            log.info("%s: COMET %.4f", decoding, scores["comet"])
-        result["comet_checkpoint"] = str(comet)
     return result
 
 
@@ -154,8 +126,8 @@ def parse_args(argv=None):
     p.add_argument("--beam", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--speed-sentences", type=int, default=100, help="test sentences decoded at batch size 1 for speed")
-    p.add_argument("--comet", default="", help="reference-based COMET checkpoint (.ckpt or model directory); empty: none")
-    p.add_argument("--comet-encoder", default="", help="local XLM-R tokenizer+config directory of the COMET checkpoint")
+    p.add_argument("--comet", help=argparse.SUPPRESS)  # moved: refused below with where it went
+    p.add_argument("--comet-encoder", help=argparse.SUPPRESS)
     p.add_argument("--backend", choices=backends.BACKENDS, default="hf", help="library that decodes")
     p.add_argument("--translator", help="CTranslate2 conversion of --model (with --backend ctranslate2)")
     p.add_argument("--compute-type", default="default", help="CTranslate2 weights type")
@@ -165,7 +137,11 @@ def parse_args(argv=None):
     p.add_argument("--retrieval", help="tuned beta (mtdistill.tune_retrieval JSON): decode with the kNN mixture (hf only)")
     p.add_argument("--kb", nargs="+", help="knowledge-base shard directories (mtdistill.build_kb), with --retrieval")
     p.add_argument("--out", required=True, help="metrics (JSON)")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.comet is not None or args.comet_encoder is not None:
+        p.error("--comet: COMET has its own step, which runs in the COMET environment (envs/comet.txt): "
+                "python -m mtdistill.comet_evaluate --evaluation <this step's --out> --test ... --comet CKPT")
+    return args
 
 
 def run(args) -> None:
@@ -176,8 +152,7 @@ def run(args) -> None:
         set_search_threads(args.threads)
     result = {"system": args.system, "strategy": args.strategy, "round": args.round, "threads": args.threads}
     result.update(evaluate(args.model, args.test, args.beam, args.batch_size, args.speed_sentences,
-                           args.comet or None, args.comet_encoder or None, args.backend, args.translator,
-                           args.threads, args.compute_type, args.max_len_a, args.max_len_b, args.retrieval, args.kb))
+                           args.backend, args.translator, args.threads, args.compute_type, args.max_len_a, args.max_len_b, args.retrieval, args.kb))
     write_json(result, args.out)
 
 

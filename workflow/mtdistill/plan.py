@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shlex
 import tempfile
 from pathlib import Path
@@ -29,6 +30,12 @@ from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout,
 from .scorers import KINDS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
+# COMET (unbabel-comet 2.2.7: transformers<5, numpy<2) runs in an environment of its own: the comet
+# scorer kind and evaluation.comet's step use this interpreter (Plan.comet_python).
+COMET_KIND = "comet"
+COMET_PYTHON_VARIABLE = "MTDISTILL_COMET_PYTHON"
+COMET_VENV = ".venv-comet"  # built by `make install` from envs/comet.txt
+COMET_ENV, MAIN_ENV = "../../envs/comet.yaml", "../../envs/mtdistill.yaml"  # --sdm conda, relative to the rules
 # Config keys renamed for "one name for one idea": the old key is refused, naming the new one.
 RENAMED = {("student", "variants"): "student.objectives", ("resources", "train_variant"): "resources.train_objective",
            ("resources", "finetune_teacher"): "resources.finetune_decoders"}
@@ -302,10 +309,50 @@ class Plan(Layout):
             for system in [*self.students, *self.replicas, *self.objective_students, *self.retrieval_systems]]
 
     def comet_options(self) -> str:
-        """--comet (and --comet-encoder) when evaluation.comet names a checkpoint."""
+        """--comet (and --comet-encoder) of rule evaluate_comet when evaluation.comet names a checkpoint."""
         evaluation = self.config["evaluation"]
         return " ".join(f"--{key.replace('_', '-')} {shlex.quote(evaluation[key])}"
                         for key in ("comet", "comet_encoder") if evaluation["comet"] and evaluation[key])
+
+    def evaluation_file(self, round, system: str) -> str:
+        """A system's evaluation as significance, figures and report read it: with evaluation.comet,
+        the COMET step's copy (evaluate's JSON plus the COMET scores), else evaluate's own."""
+        suffix = ".comet.json" if self.config["evaluation"]["comet"] else ".json"
+        return f"results/round{round}/eval/{system}{suffix}"
+
+    # --- the COMET environment -------------------------------------------------------------------
+    def comet_key(self) -> str | None:
+        """The first config key that makes the workflow run COMET (a comet scorer, evaluation.comet)."""
+        for i, scorer in enumerate(self.config["scorers"]):
+            if scorer["kind"] == COMET_KIND:
+                return f"scorers[{i}].kind ({scorer['name']})"
+        return "evaluation.comet" if self.config["evaluation"]["comet"] else None
+
+    def runs_comet(self, scorer: str) -> bool:
+        return self.scorers[scorer]["kind"] == COMET_KIND
+
+    def comet_python(self, conda: bool, basedir, environ=os.environ) -> str:
+        """The interpreter (shell-quoted) of the rules that run COMET. Under --sdm conda the rule's own
+        environment (envs/comet.yaml) is active and its `python` is COMET's; otherwise $MTDISTILL_COMET_PYTHON,
+        else <workflow>/.venv-comet. A config that runs COMET without that interpreter is refused here,
+        when the workflow is parsed, rather than by the first COMET job, hours into a run."""
+        if conda:
+            return "python"
+        python = environ.get(COMET_PYTHON_VARIABLE) or str(Path(basedir) / COMET_VENV / "bin" / "python")
+        key = self.comet_key()
+        if key and not os.access(python, os.X_OK):
+            where = f"${COMET_PYTHON_VARIABLE}" if environ.get(COMET_PYTHON_VARIABLE) else f"the default {COMET_VENV}"
+            raise ValueError(f"config key {key}: COMET runs in its own environment, but its interpreter {python}"
+                             f" ({where}) does not exist: run `make install`, which builds {COMET_VENV} from"
+                             f" envs/comet.txt, or set {COMET_PYTHON_VARIABLE} (--sdm conda uses envs/comet.yaml)")
+        return shlex.quote(python)
+
+    def scorer_python(self, scorer: str, comet_python: str) -> str:
+        return comet_python if self.runs_comet(scorer) else "python"
+
+    def scorer_env(self, scorer: str) -> str:
+        """The conda environment of a scoring job under --sdm conda."""
+        return COMET_ENV if self.runs_comet(scorer) else MAIN_ENV
 
     def kd_baseline(self) -> str:
         """The sequence-level KD student the others are tested against: top1-both, else the first top1 one."""
@@ -327,13 +374,12 @@ class Plan(Layout):
 
     def round_evaluations(self, round) -> dict:
         """Evaluations of every system of a round (teacher and students) and the test set."""
-        return {"evaluations": [f"results/round{r}/eval/{s}.json" for r, s in self.evaluated_systems()
-                                if r == int(round)],
+        return {"evaluations": [self.evaluation_file(r, s) for r, s in self.evaluated_systems() if r == int(round)],
                 "test": "results/data/test.parquet"}
 
     # --- report and figures ----------------------------------------------------------------------
     def evaluation_files(self) -> list[str]:
-        return [f"results/round{r}/eval/{s}.json" for r, s in self.evaluated_systems()]
+        return [self.evaluation_file(r, s) for r, s in self.evaluated_systems()]
 
     def diagnostics_files(self) -> list[str]:
         return [f"results/round{r}/reranker/diagnostics.json" for r in self.rounds]
@@ -414,6 +460,9 @@ class Plan(Layout):
                if "mbr" in STRATEGIES[s].inputs]
         if mbr and not self.mbr_scorers:
             raise ValueError(f"config key student.systems: strategy {mbr[0]} needs a scorer of kind {MBR_KIND}")
+        evaluation = self.config["evaluation"]
+        if evaluation["comet_encoder"] and not evaluation["comet"]:
+            raise ValueError("config key evaluation.comet_encoder: set, but evaluation.comet names no checkpoint")
 
     def check_students(self) -> None:
         """Objective students, replicas and comparisons name students of this run."""

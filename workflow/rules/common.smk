@@ -3,11 +3,23 @@
 import json
 import re
 
+from snakemake.settings.types import DeploymentMethod
+
 from mtdistill import plan
 from mtdistill.plan import TEACHER, as_json
 
 PLAN = plan.Plan(config)
 PLAN.check()
+
+
+def deploys_conda():
+    """Whether the rules run in their conda environments (--sdm conda)."""
+    settings = workflow.deployment_settings
+    return settings is not None and DeploymentMethod.CONDA in settings.deployment_method
+
+
+# The interpreter of the rules that run COMET (its own environment; refused now if it is missing).
+COMET_PYTHON = PLAN.comet_python(deploys_conda(), workflow.basedir)
 # Students trained with another objective than cross-entropy (student.objectives).
 OBJECTIVE_STUDENTS = "|".join(PLAN.objective_students) or "(?!)"
 # Retrieval-augmented students evaluated with their knowledge base (<student>.knn).
@@ -157,6 +169,14 @@ def scorer_option(name):
         return PLAN.scorers[wildcards.scorer].get(name)
 
     return option
+
+
+def scorer_python(wildcards):
+    return PLAN.scorer_python(wildcards.scorer, COMET_PYTHON)
+
+
+def scorer_env(wildcards):
+    return PLAN.scorer_env(wildcards.scorer)
 
 
 def scorer_gpus(wildcards):

@@ -20,15 +20,41 @@ rule evaluate:
         beam=config["evaluation"]["beam"],
         batch_size=config["evaluation"]["batch_size"],
         speed_sentences=config["evaluation"]["speed_sentences"],
-        comet=PLAN.comet_options(),
         backend=evaluate_backend_option,
         retrieval=evaluate_retrieval_option,
         lengths=PLAN.length_options(),
     shell:
         "python -m mtdistill.evaluate --model {input.model} --test {input.test}"
         " --system {wildcards.system} --round {wildcards.round} --strategy {params.strategy} --beam {params.beam}"
-        " --batch-size {params.batch_size} --speed-sentences {params.speed_sentences} {params.comet}"
+        " --batch-size {params.batch_size} --speed-sentences {params.speed_sentences}"
         " {params.backend} {params.retrieval} {params.lengths} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
+# evaluation.comet: COMET of evaluate's hypotheses, in the COMET environment (envs/comet.txt);
+# significance, figures and the report then read this copy of the evaluation (Plan.evaluation_file).
+rule evaluate_comet:
+    input:
+        evaluation="results/round{round}/eval/{system}.json",
+        test="results/data/test.parquet",
+    output:
+        "results/round{round}/eval/{system}.comet.json",
+    log:
+        "logs/evaluate_comet/round{round}/{system}.log",
+    benchmark:
+        "results/benchmarks/evaluate_comet/round{round}/{system}.tsv"
+    conda:
+        "../../envs/comet.yaml"
+    threads: job_threads("evaluate_comet")
+    resources:
+        **job_resources("evaluate_comet"),
+    params:
+        python=COMET_PYTHON,
+        comet=PLAN.comet_options(),
+        batch_size=config["evaluation"]["batch_size"],
+    shell:
+        "{params.python} -m mtdistill.comet_evaluate --evaluation {input.evaluation} --test {input.test}"
+        " {params.comet} --batch-size {params.batch_size} --threads {threads}"
         " --out {output} > {log} 2>&1"
 
 

@@ -10,17 +10,19 @@ rule score:
         "results/benchmarks/score/round{round}/{set}.{scorer}.{shard}.tsv"
     # the reranker's chain (helpers, n-best lists, scores, tuning) is the longest: students wait
     priority: 5
+    # the comet kind runs in the COMET environment (unbabel-comet pins transformers<5, numpy<2)
     conda:
-        "../../envs/mtdistill.yaml"
+        scorer_env
     threads: job_threads("score")
     resources:
         **job_resources("score", gpu=scorer_gpus),
     params:
+        python=scorer_python,
         kind=scorer_option("kind"),
         model=scorer_model_option,
         batch_size=scorer_option("batch_size"),
     shell:
-        "python -m mtdistill.score --name {wildcards.scorer} --kind {params.kind}"
+        "{params.python} -m mtdistill.score --name {wildcards.scorer} --kind {params.kind}"
         " {params.model} --nbest {input.nbest} --sources {input.sources}"
         " --batch-size {params.batch_size} --threads {threads} --out {output.features}"
         " --cost-out {output.cost} > {log} 2>&1"

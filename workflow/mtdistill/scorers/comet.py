@@ -5,7 +5,7 @@ score any set; reference-based ones (RegressionMetric, COMET-22) need the set's 
 references. The checkpoint keeps the path or hub id of its XLM-R tokenizer+config as
 `pretrained_model`; `encoder` points it at a local copy instead (Unbabel's checkpoints name
 `xlm-roberta-large` or `microsoft/infoxlm-large`; our own ones name a directory that may have moved).
-`segments` and `predict` also serve evaluate's system-level COMET.
+`segments` and `predict` also serve the test-set COMET of mtdistill.comet_evaluate.
 """
 
 from __future__ import annotations
@@ -31,15 +31,19 @@ def quiet_lightning() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def load_comet(checkpoint: str, name: str, encoder: str | None = None):
-    """A COMET model from a `.ckpt` file or a model directory holding `checkpoints/model.ckpt`."""
+def load_comet(checkpoint: str, name: str, encoder: str | None = None, label: str | None = None,
+               encoder_key: str = "give the scorer a local XLM-R tokenizer+config directory as its encoder"):
+    """A COMET model from a `.ckpt` file or a model directory holding `checkpoints/model.ckpt`.
+
+    Errors start with `label` (default: scorer `name`); `encoder_key` says how to name a local encoder."""
+    label = label or f"scorer {name!r}"
     path = Path(checkpoint)
     if path.is_dir():
         path = path / "checkpoints" / "model.ckpt"
     if not path.is_file():
-        raise InputError(f"scorer {name!r}: COMET checkpoint {path} not found")
+        raise InputError(f"{label}: COMET checkpoint {path} not found")
     if encoder is not None and not Path(encoder).is_dir():
-        raise InputError(f"scorer {name!r}: COMET encoder directory {encoder} not found")
+        raise InputError(f"{label}: COMET encoder directory {encoder} not found")
     quiet_lightning()
     try:
         from comet import load_from_checkpoint
@@ -60,9 +64,8 @@ def load_comet(checkpoint: str, name: str, encoder: str | None = None):
         # a moved encoder dir gives OSError, an uncached hub id offline AttributeError
         hint = ""
         if encoder is None and isinstance(err, (OSError, AttributeError)):
-            hint = ("; if the checkpoint's encoder (pretrained_model) moved or is a hub id, "
-                    "give the scorer a local XLM-R tokenizer+config directory as its encoder")
-        raise InputError(f"scorer {name!r}: cannot load COMET checkpoint {path}: {type(err).__name__}: {cause}{hint}") from err
+            hint = f"; if the checkpoint's encoder (pretrained_model) moved or is a hub id, {encoder_key}"
+        raise InputError(f"{label}: cannot load COMET checkpoint {path}: {type(err).__name__}: {cause}{hint}") from err
 
 
 def uses_references(model) -> bool:
