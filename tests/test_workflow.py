@@ -8,6 +8,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -229,12 +230,19 @@ def test_scorers_are_a_config_list_and_can_be_limited_to_sets(tmp_path):
     assert ("comet_ref", "tune") in scores and not {("comet_ref", "bitext"), ("comet_ref", "mono")} & scores
     assert {job.wildcards["direction"] for job in jobs if job.rule.name == "decode_nbest"} == {"l2r"}
     assert {job.wildcards["helper"] for job in jobs if job.rule.name == "train_helper"} == {"backward"}
-    # the comet kind scores in the COMET environment, the others in this one
+    # the comet kind scores in the COMET environment (its interpreter; envs/comet.yaml under --sdm conda)
     comet = shlex.quote(comet_python())
     for job in jobs:
         if job.rule.name == "score":
-            python = comet if job.wildcards["scorer"] in ("qe", "comet_ref") else "python"
-            assert job.shellcmd.startswith(f"{python} -m mtdistill.score "), job.shellcmd
+            uses_comet = job.wildcards["scorer"] in ("qe", "comet_ref")
+            assert job.shellcmd.startswith(f"{comet if uses_comet else 'python'} -m mtdistill.score "), job.shellcmd
+            assert conda_env(job) == ("comet.yaml" if uses_comet else "mtdistill.yaml")
+
+
+def conda_env(job) -> str:
+    """The file name of the conda environment a job runs in under --sdm conda."""
+    spec = job.rule.expand_conda_env(job.wildcards, job.params, job.input)
+    return Path(spec.file.get_path_or_uri(secret_free=True)).name
 
 
 def test_evaluation_comet_runs_in_the_comet_environment_and_feeds_the_report(tmp_path):
@@ -252,6 +260,7 @@ def test_evaluation_comet_runs_in_the_comet_environment_and_feeds_the_report(tmp
     assert job.shellcmd.startswith(f"{shlex.quote(comet_python())} -m mtdistill.comet_evaluate ")
     assert "--comet /models/wmt22-comet-da --comet-encoder /models/xlm-roberta-large" in job.shellcmd
     assert job.resources["gpu"] == 1  # resources.evaluate_comet
+    assert conda_env(job) == "comet.yaml"
     for job in jobs:
         if job.rule.name == "evaluate":
             assert "--comet" not in job.shellcmd
