@@ -121,7 +121,7 @@ def data_work(rule: str, wildcards: dict, sizes: SetSizes, shards: int | None, c
         return "sentences", sentences
     if "labels" in wildcards:
         return "sentences", sum(sizes[name] for name in compositions[wildcards["labels"].split("-")[1]])
-    if rule == "evaluate":
+    if rule in ("evaluate", "evaluate_comet"):
         return "sentences", sizes["test"]
     return "job", 1
 

@@ -30,9 +30,8 @@ from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout,
 from .scorers import KINDS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
-# COMET (unbabel-comet 2.2.7: transformers<5, numpy<2) runs in an environment of its own: the comet
-# scorer kind and evaluation.comet's step use this interpreter (Plan.comet_python).
-COMET_KIND = "comet"
+# COMET (unbabel-comet 2.2.7: transformers<5, numpy<2) runs in an environment of its own: scorer kinds
+# registered with environment "comet" and evaluation.comet's step use its interpreter (Plan.comet_python).
 COMET_PYTHON_VARIABLE = "MTDISTILL_COMET_PYTHON"
 COMET_VENV = ".venv-comet"  # built by `make install` from envs/comet.txt
 COMET_ENV, MAIN_ENV = "../../envs/comet.yaml", "../../envs/mtdistill.yaml"  # --sdm conda, relative to the rules
@@ -324,12 +323,12 @@ class Plan(Layout):
     def comet_key(self) -> str | None:
         """The first config key that makes the workflow run COMET (a comet scorer, evaluation.comet)."""
         for i, scorer in enumerate(self.config["scorers"]):
-            if scorer["kind"] == COMET_KIND:
+            if KINDS[scorer["kind"]].environment == "comet":
                 return f"scorers[{i}].kind ({scorer['name']})"
         return "evaluation.comet" if self.config["evaluation"]["comet"] else None
 
     def runs_comet(self, scorer: str) -> bool:
-        return self.scorers[scorer]["kind"] == COMET_KIND
+        return KINDS[self.scorers[scorer]["kind"]].environment == "comet"
 
     def comet_python(self, conda: bool, basedir, environ=os.environ) -> str:
         """The interpreter (shell-quoted) of the rules that run COMET. Under --sdm conda the rule's own

@@ -1,8 +1,9 @@
 """Scorer kinds: each turns an n-best table into feature columns `<name>_<feature>`, keyed by sent_id, hyp_id.
 
 `KINDS` maps a kind to its `Kind`: whether it needs a model (`--model`), whether it is a seq2seq
-kind (the backend choice applies), a one-line summary and its scoring function, which every kind
-calls as `function(nbest, sentences, name, options)`. The built-ins are registered by import path,
+kind (the backend choice applies), the environment it runs in (`main`, or `comet`: COMET's own,
+whose pins the main one's stack has outgrown), a one-line summary and its scoring function, which
+every kind calls as `function(nbest, sentences, name, options)`. The built-ins are registered by import path,
 so importing this package imports no torch, transformers or comet. An extension is one module:
 
     @scorers.register("my_kind", "what it scores", needs_model=True)
@@ -39,6 +40,7 @@ class Kind:
     summary: str = ""
     needs_model: bool = False
     seq2seq: bool = False
+    environment: str = "main"  # or "comet": its jobs run on the COMET environment's interpreter
 
     def score(self, nbest, sentences, name: str, options: Options):
         function = self.function
@@ -49,12 +51,17 @@ class Kind:
 
 
 KINDS: Registry[Kind] = Registry("scorers")
+ENVIRONMENTS = ("main", "comet")
 
 
-def register(kind: str, summary: str = "", needs_model: bool = False, seq2seq: bool = False):
+def register(kind: str, summary: str = "", needs_model: bool = False, seq2seq: bool = False,
+             environment: str = "main"):
     """Decorator: register a scoring function as scorer kind `kind`."""
+    if environment not in ENVIRONMENTS:
+        raise ValueError(f"scorer kind {kind!r}: environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")
+
     def add(function: Callable) -> Callable:
-        KINDS.add(kind, Kind(function, summary, needs_model, seq2seq))
+        KINDS.add(kind, Kind(function, summary, needs_model, seq2seq, environment))
         return function
     return add
 
@@ -85,5 +92,5 @@ BUILT_INS = [  # kind, its function in this package, needs_model, seq2seq, summa
     ("length", "length:score_length", False, False, "word and character counts, hypothesis/source length ratios"),
 ]
 for kind, path, needs_model, seq2seq, summary in BUILT_INS:
-    KINDS.add(kind, Kind(f"{__name__}.{path}", summary, needs_model, seq2seq))
+    KINDS.add(kind, Kind(f"{__name__}.{path}", summary, needs_model, seq2seq, "comet" if kind == "comet" else "main"))
 del kind, path, needs_model, seq2seq, summary
