@@ -77,10 +77,10 @@ def tiny_kit(tmp_path_factory) -> Path:
     return kit
 
 
-def run_kit(venv: Path, kit: Path, tmp_path: Path, timeout: int) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(GPU / "run"), "--tiny", "--kit", str(kit), "--workdir", str(tmp_path / "work"),
-                           str(tmp_path / "out")], cwd=REPO, env=bare_env(venv), capture_output=True, text=True,
-                          timeout=timeout)
+def run_kit(venv: Path, kit: Path, tmp_path: Path, timeout: int, *options: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["bash", str(GPU / "run"), "--tiny", *options, "--kit", str(kit), "--workdir",
+                           str(tmp_path / "work"), str(tmp_path / "out")], cwd=REPO, env=bare_env(venv),
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def test_the_stack_alone_has_no_snakemake(stack_venv):
@@ -146,3 +146,17 @@ def test_a_stale_kit_is_refused(stack_venv, tiny_kit, tmp_path):
     assert done.returncode == 2
     assert "stale" in done.stderr and "rule prepare_data" in done.stderr
     assert not (tmp_path / "out" / "snakemake.log").exists()
+
+
+def test_the_deadline_stops_the_run_and_keeps_what_exists(stack_venv, tiny_kit, tmp_path):
+    """The hard deadline: the whole process group is stopped, and what finished still comes out."""
+    done = run_kit(stack_venv, tiny_kit, tmp_path, 300, "--deadline", "50")
+    assert done.returncode == 124, done.stdout + done.stderr
+    out = tmp_path / "out"
+    run = json.loads((out / "run.json").read_text())
+    assert run["outcome"] == "stopped at the deadline" and run["total_seconds"] <= 50
+    assert run["steps"] is None or run["steps"][0] < run["steps"][1]
+    assert {"timings.md", "results.tar.gz", "logs.tar.gz", "snakemake.log"} <= {p.name for p in out.iterdir()}
+    assert not (out / "report.md").exists()
+    left = subprocess.run(["pgrep", "-f", str(tmp_path / "work")], capture_output=True, text=True)
+    assert not left.stdout.strip(), f"jobs still running after the deadline: {left.stdout}"
