@@ -17,7 +17,7 @@ export PATH := $(abspath $(BIN)):$(PATH)
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: install demo test test-fast lint fmt dryrun dag bench bench-cpu bench-gpu estimate clean
+.PHONY: install demo test test-fast lint fmt dryrun dag bench bench-cpu bench-gpu gpu-kit estimate clean
 
 install: $(VENV)/.installed $(COMET_VENV)/.installed
 
@@ -71,8 +71,14 @@ bench: install
 bench-cpu bench-gpu bench-evidence: bench-%: install
 	mkdir -p runs/$@
 	cp -r config runs/$@/
-	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$@ --cores $(CORES) --configfile config/$@.yaml
+	time $(BIN)/snakemake --snakefile Snakefile --directory runs/$@ --cores $(CORES) --configfile config/$@.yaml \
+	  $(if $(filter bench-gpu,$@),--resources gpu=1)
 	cat runs/$@/results/report.md
+
+# The GPU kit (benchmarks/gpu/README.md): what config/bench-gpu.yaml needs on a bare H200 machine, in gpu-kit/
+# (data tables and wheels, at most 64 MiB); there `bash benchmarks/gpu/run OUTDIR` runs it in 9 minutes.
+gpu-kit: $(VENV)/.installed
+	$(BIN)/python benchmarks/gpu/prepare.py
 
 # Expected hours and GPU hours of the configured run, per rule, from the per-job benchmarks of the
 # last run (README.md, "GPU hours before a run"). More options through ESTIMATE_ARGS, e.g.
