@@ -145,7 +145,8 @@ class CT2Translator(Translator):
         return results
 
 
-def load(path: str | Path, what: str = "model", threads: int = 1, compute_type: str = "default") -> CT2Translator:
+def load(path: str | Path, what: str = "model", threads: int = 1, compute_type: str = "default",
+         profile=None) -> CT2Translator:
     """The translator of a converted directory; float32 unless `compute_type` says otherwise."""
     path = Path(path)
     if not path.is_dir():

@@ -1,7 +1,10 @@
-"""The `transformers` backend: beam search with `generate`, forced scoring with one encoder pass per source.
+"""The `transformers` backend: beam search or sampling with `generate`, forced scoring in one forward pass.
 
 `HFTranslator(model, tokenizer)` also wraps a model in memory, e.g. one being trained; with a
 `retrieval` (mtdistill.retrieval.knn.Retrieval) its decoding mixes the kNN distribution into every step.
+Its `profile` (mtdistill.families) says how the model is fed: a seq2seq model gets its family's source
+ids and forced target prefix, a causal LM its prompt, left-padded; neither the forced tokens nor the
+prompt count in a score.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from .. import models
-from ..core.tokens import length_batches, pad_batch, reverse_tokens, target_ids
-from . import Translator
+from .. import families, models
+from ..core.tokens import length_batches, pad_batch, reverse_tokens
+from . import Sampling, Translator
 
 
 def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, real: torch.Tensor) -> list[tuple[float, int]]:
@@ -24,9 +27,22 @@ def sequence_logprobs(logits: torch.Tensor, labels: torch.Tensor, real: torch.Te
     return list(zip(sums.tolist(), real.sum(-1).tolist()))
 
 
+def padded(sequences: list[list[int]], pad: int, device, left: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Ids and attention mask of a batch, padded on the right (or the left, as generation from a prompt needs)."""
+    width = max(map(len, sequences))
+    ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros((len(sequences), width), dtype=torch.long)
+    for row, seq in enumerate(sequences):
+        span = slice(width - len(seq), width) if left else slice(0, len(seq))
+        ids[row, span], mask[row, span] = torch.tensor(seq, dtype=torch.long), 1
+    return ids.to(device), mask.to(device)
+
+
 class HFTranslator(Translator):
-    def __init__(self, model, tokenizer, retrieval=None):
+    def __init__(self, model, tokenizer, retrieval=None, profile: families.Profile | None = None):
         self.model, self.tokenizer, self.retrieval = model, tokenizer, retrieval
+        self.profile = profile or families.Profile()
+        self.codec = families.codec(tokenizer, self.profile)
 
     @contextlib.contextmanager
     def generation_options(self):
@@ -38,63 +54,124 @@ class HFTranslator(Translator):
         with self.retrieval.mixing(self.model) as processors:
             yield {"logits_processor": processors}
 
+    def start_ids(self, rows: int, device) -> torch.Tensor:
+        """A seq2seq decoder's first inputs: its start token, then the forced target prefix."""
+        start = [self.model.config.decoder_start_token_id, *self.codec.target_prefix]
+        return torch.tensor([start] * rows, dtype=torch.long, device=device)
+
     @torch.no_grad()
     def translate(self, sources: list[str], beam: int = 1, nbest: int = 1, batch_size: int = 32,
                   max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, progress: bool = False,
-                  r2l: bool = False) -> list[list[tuple[str, float]]]:
+                  r2l: bool = False, sampling: Sampling | None = None) -> list[list[tuple[str, float]]]:
         """As `Translator.translate`; early_stopping=True equals CTranslate2's default patience 1.
 
         Sources are sorted by length so each batch pads little. Greedy search has no score (NaN). With a
         retrieval, beam scores are those of the mixed distribution.
         """
-        model, tokenizer = self.model, self.tokenizer
+        model, codec = self.model, self.codec
         device = next(model.parameters()).device
         results: list = [None] * len(sources)
+        if sampling is not None:
+            torch.manual_seed(sampling.seed)
         batches = length_batches([len(s.split()) for s in sources], batch_size, longest_first=True)
         for indices in tqdm(batches, desc="decode", mininterval=30, disable=not progress):
-            enc = tokenizer([sources[i] for i in indices], return_tensors="pt", padding=True, truncation=True,
-                            max_length=max_len).to(device)
-            limit = min(max_len, int(max_len_a * enc["input_ids"].shape[1] + max_len_b))
-            search = {"num_beams": beam, "early_stopping": True, "length_penalty": 1.0, "output_scores": True} if beam > 1 else {}
+            texts = [sources[i] for i in indices]
+            ids = codec.source_ids(texts, max_len)
+            inputs, mask = padded(ids, codec.pad_id, device, left=codec.causal)
+            source_len = max(map(len, self.tokenizer(texts, add_special_tokens=False)["input_ids"])) if codec.causal \
+                else inputs.shape[1]
+            limit = min(max_len, int(max_len_a * source_len + max_len_b))
+            if sampling is not None:
+                search = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+            elif beam > 1:
+                search = {"num_beams": beam, "early_stopping": True, "length_penalty": 1.0, "output_scores": True,
+                          "do_sample": False}
+            else:
+                search = {"do_sample": False}
+            prompt = {} if codec.causal or not codec.target_prefix else {"decoder_input_ids": self.start_ids(len(ids), device)}
             with self.generation_options() as options:
                 out = model.generate(
-                    **enc, **search, **options, num_return_sequences=nbest, max_new_tokens=limit, do_sample=False,
-                    return_dict_in_generate=True,
+                    input_ids=inputs, attention_mask=mask, **prompt, **search, **options, num_return_sequences=nbest,
+                    max_new_tokens=limit, return_dict_in_generate=True, eos_token_id=codec.stop_ids,
+                    pad_token_id=codec.pad_id,
                 )
-            sequences = [reverse_tokens(seq, tokenizer) for seq in out.sequences.tolist()] if r2l else out.sequences
-            texts = tokenizer.batch_decode(sequences, skip_special_tokens=True)
-            scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(texts)
+            skip = inputs.shape[1] if codec.causal else 1 + len(codec.target_prefix)
+            outputs = [seq[skip:] for seq in out.sequences.tolist()]
+            hyps = [codec.text(reverse_tokens(seq, self.tokenizer) if r2l else seq) for seq in outputs]
+            if sampling is not None:  # a sample's score: its untempered log-prob, as a beam's is
+                owners = [ids[k // nbest] for k in range(len(outputs))]
+                scored = self.scored_ids(owners, [self.finished(seq) for seq in outputs])
+                scores = [total / max(count, 1) for total, count in scored]
+            else:
+                scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(hyps)
             for k, i in enumerate(indices):
-                results[i] = list(zip(texts[k * nbest : (k + 1) * nbest], scores[k * nbest : (k + 1) * nbest]))
+                results[i] = list(zip(hyps[k * nbest : (k + 1) * nbest], scores[k * nbest : (k + 1) * nbest]))
         return results
+
+    def finished(self, ids: list[int]) -> list[int]:
+        """An output's ids up to and including its first stop token (all of them when it never stopped)."""
+        stops = set(self.codec.stop_ids)
+        end = next((i for i, t in enumerate(ids) if t in stops), None)
+        return list(ids) if end is None else list(ids[: end + 1])
+
+    def scored_ids(self, source_ids: list[list[int]], target_ids: list[list[int]]) -> list[tuple[float, int]]:
+        """(sum log-prob, token count) of each target id sequence after its source (or prompt) ids."""
+        model, codec = self.model, self.codec
+        device = next(model.parameters()).device
+        if codec.causal:
+            inputs, mask = padded([s + t for s, t in zip(source_ids, target_ids)], codec.pad_id, device)
+            labels = torch.full_like(inputs, -100)
+            for row, (s, t) in enumerate(zip(source_ids, target_ids)):
+                labels[row, len(s) : len(s) + len(t)] = torch.tensor(t)
+            logits = model(input_ids=inputs, attention_mask=mask).logits[:, :-1]
+            labels = labels[:, 1:]
+            return sequence_logprobs(logits, labels.clamp(min=0), labels != -100)
+        pad = codec.pad_id
+        enc, mask = padded(source_ids, pad, device)
+        labels = pad_batch(target_ids, -100, device)
+        prefix = self.start_ids(len(target_ids), device)
+        logits = model(input_ids=enc, attention_mask=mask,
+                       decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1)).logits
+        logits = logits[:, prefix.shape[1] - 1 :]
+        logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
+        return sequence_logprobs(logits, labels.clamp(min=0), labels != -100)
 
     @torch.no_grad()
     def forced_logprobs(self, inputs: list[str], outputs: list[list[str]], batch_size: int = 16,
                         max_len: int = 256, reverse: bool = False) -> list[tuple[float, int]]:
-        """As `Translator.forced_logprobs`; the outputs of one input share one encoder pass. The log-probs
-        are the model's own, with a retrieval too (it mixes into decoding only)."""
-        model, tokenizer = self.model, self.tokenizer
+        """As `Translator.forced_logprobs`. A seq2seq model encodes each input once for all its outputs; a
+        causal LM reads prompt and output together, the prompt not scored. The log-probs are the model's
+        own, with a retrieval too (it mixes into decoding only)."""
+        model, codec = self.model, self.codec
         device = next(model.parameters()).device
-        pad = tokenizer.pad_token_id
+        pad = codec.pad_id
         results = []
         for start in tqdm(range(0, len(inputs), batch_size), desc="score", mininterval=30):
-            src = inputs[start : start + batch_size]
+            src = codec.source_ids(inputs[start : start + batch_size], max_len)
             outs = outputs[start : start + batch_size]
-            enc = tokenizer(src, return_tensors="pt", padding=True, truncation=True, max_length=max_len).to(device)
-            encoded = model.get_encoder()(**enc).last_hidden_state
-            owner = torch.tensor([i for i, o in enumerate(outs) for _ in o], device=device)
-            labels = pad_batch(target_ids(tokenizer, [o for os in outs for o in os], max_len, reverse), pad, device)
-            start_tokens = torch.full_like(labels[:, :1], model.config.decoder_start_token_id)
+            targets = codec.target_ids([o for os in outs for o in os], max_len, reverse)
+            owner = [i for i, o in enumerate(outs) for _ in o]
+            if codec.causal:
+                results.extend(self.scored_ids([src[i] for i in owner], targets))
+                continue
+            enc, mask = padded(src, pad, device)
+            encoded = model.get_encoder()(input_ids=enc, attention_mask=mask).last_hidden_state
+            rows = torch.tensor(owner, device=device, dtype=torch.long)
+            labels = pad_batch(targets, -100, device)
+            prefix = self.start_ids(len(targets), device)
             logits = model(
-                encoder_outputs=(encoded[owner],), attention_mask=enc["attention_mask"][owner],
-                decoder_input_ids=torch.cat([start_tokens, labels[:, :-1]], 1),
-            ).logits
+                encoder_outputs=(encoded[rows],), attention_mask=mask[rows],
+                decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1),
+            ).logits[:, prefix.shape[1] - 1 :]
             logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
-            results.extend(sequence_logprobs(logits, labels, labels != pad))
+            results.extend(sequence_logprobs(logits, labels.clamp(min=0), labels != -100))
         return results
 
 
-def load(path: str | Path, what: str = "model", threads: int = 1, compute_type: str = "default") -> HFTranslator:
-    """A seq2seq model directory or Hugging Face id; threads are torch's (`models.set_threads`), and
-    the compute type is the model's own."""
-    return HFTranslator(*models.load(path, what))
+def load(path: str | Path, what: str = "model", threads: int = 1, compute_type: str = "default",
+         profile: families.Profile | None = None) -> HFTranslator:
+    """A model directory or Hugging Face id, fed as its saved profile says (or `profile`); threads are
+    torch's (`models.set_threads`), and the compute type is the model's own."""
+    profile = profile or (families.Profile.load(path) if Path(str(path)).is_dir() else families.Profile())
+    model, tokenizer = models.load(path, what, causal=not families.FAMILIES[profile.family].seq2seq)
+    return HFTranslator(model, tokenizer, profile=profile)
