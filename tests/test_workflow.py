@@ -117,6 +117,7 @@ def test_job_resources_come_from_the_config_and_two_gpus_train_with_torchrun(tmp
 def test_pretrained_teacher_replaces_teacher_training(tmp_path):
     config = tiny_config()
     config["teacher"]["pretrained"] = "Helsinki-NLP/opus-mt-de-en"
+    config["teacher"]["family"] = "marian"  # auto would read its config.json, which is not here
     names = {name for name, _, _ in dry_run_dag(tmp_path, config)}
     assert "import_teacher" in names and not {"train_teacher", "train_tokenizer"} & names
 

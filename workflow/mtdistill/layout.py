@@ -4,11 +4,12 @@ command-line options of the stages before the labels (helpers, fine-tuning, deco
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import shlex
 
-from . import objectives
+from . import families, objectives
 from .labels import STRATEGIES
 from .scorers import KINDS
 
@@ -158,9 +159,42 @@ class Layout:
             return True
         return name == "teacher" or (name in HELPERS and not self.config[name]["pretrained"])
 
+    @functools.cached_property
+    def teacher_profile(self) -> families.Profile:
+        """The teacher's family and language keys, checked: Marian for a teacher trained here; a pretrained
+        one's detected from its config.json unless teacher.family names it."""
+        teacher = self.config["teacher"]
+        if not teacher["pretrained"]:
+            for key in ("family", *families.KEYS):
+                if teacher.get(key) and teacher[key] not in ("auto", "marian"):
+                    raise ValueError(f"config key teacher.{key}: the teacher trained here (teacher.pretrained is"
+                                     " empty) is a Marian model with the workflow's vocabulary, which does not use it")
+            return families.Profile()
+        profile = families.Profile.from_keys(families.resolve(teacher["family"], teacher["pretrained"]), teacher)
+        families.check(profile)
+        return profile
+
+    @property
+    def marian_teacher(self) -> bool:
+        """Whether the teacher is a Marian model, whose vocabulary and layout students and helpers can share."""
+        return self.teacher_profile.family == "marian"
+
+    def teacher_import_options(self) -> str:
+        """The pretrained teacher's family and language keys, as import_teacher saves them beside it."""
+        profile = self.teacher_profile
+        keys = {key: value for key, value in profile.given().items() if key not in ("stop", "chat_template")}
+        options = " ".join([f"--family {profile.family}",
+                            *(f"--{key.replace('_', '-')} {shlex.quote(value)}" for key, value in keys.items())])
+        if profile.chat_template:
+            options += " --chat-template"
+        if profile.stop:
+            options += " --stop " + " ".join(shlex.quote(token) for token in profile.stop)
+        return options
+
     def helper_tokenizer(self) -> str:
-        """Helpers share the teacher's vocabulary: the trained tokenizer, or the pretrained teacher's."""
-        return TEACHER if self.config["teacher"]["pretrained"] else "results/tokenizer"
+        """Helpers share the teacher's vocabulary when it is a Marian one (trained here or pretrained); the
+        helpers of other families' teachers get the tokenizer trained on the bitext."""
+        return TEACHER if self.config["teacher"]["pretrained"] and self.marian_teacher else "results/tokenizer"
 
     def helpers_in_use(self) -> list[str]:
         """Helper models a rule trains because decoding or a scorer uses them."""

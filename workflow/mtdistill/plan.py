@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import objectives
+from . import families, objectives
 from .corpora import READERS
 from .labels import STRATEGIES
 from .retrieval import KNN_SUFFIX
@@ -75,6 +75,7 @@ def schema() -> dict:
     definitions["scorer"]["if"]["properties"]["kind"]["enum"] = [name for name in KINDS if KINDS[name].needs_model]
     definitions["objective_student"]["properties"]["objective"]["enum"] = list(objectives.OBJECTIVES)
     definitions["objective_student"]["properties"]["recipe"]["enum"] = list(objectives.RECIPES)
+    document["properties"]["teacher"]["properties"]["family"]["enum"] = ["auto", *families.FAMILIES]
     # a corpus extension: its name for data.source, its own data.<name> block
     data = document["properties"]["data"]["properties"]
     data["source"]["enum"] = list(READERS)
@@ -455,6 +456,7 @@ class Plan(Layout):
                 raise ValueError(f"config key student.systems[{i}] ({system}): strategy {strategy} needs references,"
                                  " so bitext only")
         self.check_students()
+        self.check_teacher()
         mbr = [s for s in self.student_strategies() | {self.config["self_training"]["labels"]}
                if "mbr" in STRATEGIES[s].inputs]
         if mbr and not self.mbr_scorers:
@@ -462,6 +464,20 @@ class Plan(Layout):
         evaluation = self.config["evaluation"]
         if evaluation["comet_encoder"] and not evaluation["comet"]:
             raise ValueError("config key evaluation.comet_encoder: set, but evaluation.comet names no checkpoint")
+
+    def check_teacher(self) -> None:
+        """The teacher's family keys (teacher_profile raises naming the key), and what only a Marian teacher
+        supports yet."""
+        family = self.teacher_profile.family
+        if family == "marian":
+            return
+        if len(self.rounds) > 1:
+            raise ValueError(f"config key self_training.rounds: later rounds fine-tune the teacher, which the"
+                             f" training step cannot do for a {family} teacher yet; set 1")
+        for helper in ("r2l", "backward", "lm"):
+            if self.config[helper].get("init_from_teacher"):
+                raise ValueError(f"config key {helper}.init_from_teacher: a {family} teacher's weights do not fit"
+                                 " the helper's Marian layout and vocabulary")
 
     def check_students(self) -> None:
         """Objective students, replicas and comparisons name students of this run."""
