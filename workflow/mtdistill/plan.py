@@ -52,6 +52,11 @@ def uses_kb(objective: str) -> bool:
     return "kb" in objectives.OBJECTIVES[objective].arguments
 
 
+def student_tokenizer_dir(round, labels: str) -> str:
+    """The students' own vocabulary on the labels of `labels` (a student `<strategy>-<transfer>`)."""
+    return f"results/round{round}/tokenizers/{labels}"
+
+
 def retrieval_system(student: str) -> str:
     """The evaluation of a retrieval-augmented student decoding with its knowledge base."""
     return f"{student}{KNN_SUFFIX}"
@@ -137,6 +142,33 @@ class Plan(Layout):
         return int(system.split(".seed")[1]) if ".seed" in system else self.config["seed"]
 
     # --- students --------------------------------------------------------------------------------
+    @property
+    def own_vocabulary(self) -> bool:
+        """Whether the students get a SentencePiece vocabulary of their own (student.vocabulary). auto: when
+        the teacher is not a Marian model, whose vocabulary alone has the layout students need (<pad> last)."""
+        choice = self.config["student"]["vocabulary"]
+        return not self.marian_teacher if choice == "auto" else choice == "own"
+
+    def vocabulary_reason(self) -> str:
+        """Why the students have the vocabulary they have, for the errors that follow from it."""
+        choice = self.config["student"]["vocabulary"]
+        if choice != "auto":
+            return f"student.vocabulary is {choice}"
+        return f"student.vocabulary auto: the teacher is {'' if self.marian_teacher else 'not '}a Marian model"
+
+    def student_tokenizer(self, round, system: str) -> str:
+        """The tokenizer a student built from scratch starts from: the teacher's, or its own on the labels of
+        `system` (a replica shares its system's)."""
+        return student_tokenizer_dir(round, base_system(system)) if self.own_vocabulary else TEACHER
+
+    def student_inputs(self, round, system: str) -> dict:
+        """A cross-entropy student's labels, dev set and tokenizer, and the teacher it copies weights from."""
+        inputs = {"labels": self.system_labels(round, system), "dev": "results/data/dev.parquet",
+                  "tokenizer": self.student_tokenizer(round, system)}
+        if self.config["student"]["init"] != "none":
+            inputs["teacher"] = TEACHER
+        return inputs
+
     def student_init_option(self) -> str:
         """From scratch, or from the teacher's embeddings and its bottom or spaced layers (student.init)."""
         if self.config["student"]["init"] == "none":
@@ -150,8 +182,11 @@ class Plan(Layout):
                   "teacher": self.round_model("teacher", round)}
         if entry.get("init"):
             inputs["init"] = student_dir(round, entry["init"])
-        elif self.config["student"]["init"] != "none":  # as the cross-entropy students start
-            inputs["init_teacher"] = TEACHER
+        else:  # built as the cross-entropy students: on their tokenizer (the teacher's: this round's)
+            inputs["tokenizer"] = (self.student_tokenizer(round, entry["labels"]) if self.own_vocabulary
+                                   else inputs["teacher"])
+            if self.config["student"]["init"] != "none":
+                inputs["init_teacher"] = TEACHER
         if entry.get("topk"):  # a word_kd key: the objective's keys are checked
             inputs["topk"] = f"results/round{round}/topk/{entry['labels']}.k{entry['topk']}.pt"
         if entry.get("k") == "auto":
@@ -168,7 +203,7 @@ class Plan(Layout):
         if "init" in inputs:
             start = f"--init {inputs['init']}"
         else:  # built like the cross-entropy students
-            start = f"--tokenizer {inputs['teacher']} --arch {shlex.quote(as_json(self.config['student']['arch']))}"
+            start = f"--tokenizer {inputs['tokenizer']} --arch {shlex.quote(as_json(self.config['student']['arch']))}"
             if "init_teacher" in inputs:
                 start += f" --init-from-teacher {inputs['init_teacher']} --init-layers {self.config['student']['init']}"
         topk = f"--topk {inputs['topk']}" if "topk" in inputs else ""
@@ -492,6 +527,7 @@ class Plan(Layout):
         for i, system in enumerate(self.config["student"]["replicas"]["systems"]):
             if system not in self.students:
                 raise ValueError(f"config key student.replicas.systems[{i}]: {system} is not in student.systems")
+        self.check_vocabulary()
         kb = self.config["kb"]
         if "ivfpq" in kb and kb["index"] != "ivfpq":
             raise ValueError(f"config key kb.ivfpq: kb.index is {kb['index']}, which does not use it")
@@ -503,3 +539,32 @@ class Plan(Layout):
                 if pair[key] not in known:
                     raise ValueError(f"config key evaluation.comparisons[{i}].{key}: {pair[key]} is not a system"
                                      " of this run")
+
+    def check_vocabulary(self) -> None:
+        """student.vocabulary and student.vocab_size, and what needs the teacher's vocabulary: copying its
+        weights (student.init) and the objectives that compare distributions with it token by token."""
+        student = self.config["student"]
+        family = self.teacher_profile.family
+        if student["vocabulary"] == "teacher" and not self.marian_teacher:
+            raise ValueError(f"config key student.vocabulary: teacher, but a {family} teacher's vocabulary is not in"
+                             " the layout students need (a Marian vocabulary, <pad> its last id); use own or auto")
+        if not self.own_vocabulary:
+            if "vocab_size" in student:
+                raise ValueError(f"config key student.vocab_size: the students share the teacher's vocabulary"
+                                 f" ({self.vocabulary_reason()}), whose size is the teacher's; remove it, or set"
+                                 " student.vocabulary own")
+            return
+        if "vocab_size" not in student:
+            raise ValueError(f"config key student.vocab_size: the students get a vocabulary of their own"
+                             f" ({self.vocabulary_reason()}): give its size (e.g. 8000)")
+        if student["init"] != "none":
+            raise ValueError(f"config key student.init: {student['init']} copies the teacher's embeddings and layers,"
+                             f" which needs its vocabulary, but the students have their own ({self.vocabulary_reason()});"
+                             " set none")
+        for i, entry in enumerate(student["objectives"]):
+            expanded = objectives.expand(entry)
+            if objectives.OBJECTIVES[expanded["objective"]].needs_teacher_vocabulary:
+                key = "objective" if "objective" in entry else "recipe"
+                raise ValueError(f"config key student.objectives[{i}].{key} ({expanded['name']}): {expanded['objective']}"
+                                 " compares the student's next-token distributions with the teacher's, which needs"
+                                 f" the teacher's vocabulary, but the students have their own ({self.vocabulary_reason()})")

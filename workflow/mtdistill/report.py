@@ -18,7 +18,7 @@ from .core.cli import run_main
 from .report_reranking import rounds_section, scorers_section
 from .report_retrieval import retrieval_section
 from .report_sections import (acceptance_section, findings_section, labels_section, objectives_section,
-                              seed_section, significance_section)
+                              seed_section, significance_section, vocabulary_lines)
 from .training import record
 
 
@@ -34,15 +34,53 @@ def initialisation(system: str, training: dict) -> str:
     return "scratch"
 
 
-def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.DataFrame:
+def vocabulary_size(model: str | Path) -> int | None:
+    """A model's vocabulary size as its config.json states it (cheaper than loading its tokenizer)."""
+    path = Path(model) / "config.json"
+    if not path.is_file():
+        return None
+    config = read_json(path)
+    return config.get("vocab_size") or config.get("text_config", {}).get("vocab_size")
+
+
+def marian_entries(model: Path) -> dict | None:
+    """The entries of a Marian tokenizer's vocabulary (vocab.json); None for other tokenizers."""
+    path = model / "vocab.json"
+    return read_json(path) if path.is_file() else None
+
+
+def vocabularies(evaluations: list[dict], models: list[str]) -> dict[tuple, dict]:
+    """(system, round) -> whose vocabulary the model has (`vocab`: teacher, or own when its entries are not
+    its round's teacher's) and its size (`vocab_size`)."""
+    directories = {(ev["system"], ev.get("round", 0)): Path(model) for ev, model in zip(evaluations, models)}
+    teachers = {round_: marian_entries(model) for (system, round_), model in directories.items() if system == "teacher"}
+    found = {}
+    for (system, round_), model in directories.items():
+        size = vocabulary_size(model)
+        if size is None:
+            continue
+        if system == "teacher":
+            whose = "teacher"
+        elif round_ not in teachers:
+            whose = "-"  # no teacher to compare with
+        else:
+            shared = teachers[round_] is not None and marian_entries(model) == teachers[round_]
+            whose = "teacher" if shared else "own"
+        found[system, round_] = {"vocab": whose, "vocab_size": size}
+    return found
+
+
+def report_table(evaluations: list[dict], trainings: dict[tuple, dict],
+                 vocabulary: dict[tuple, dict] | None = None) -> pd.DataFrame:
     rows = []
     with_comet = any("comet" in ev["beam"] for ev in evaluations)
     for ev in evaluations:
         training = trainings.get((ev["system"], ev.get("round", 0)), {})
+        vocab = (vocabulary or {}).get((ev["system"], ev.get("round", 0)), {"vocab": "-", "vocab_size": None})
         greedy, beam, batch1 = ev["greedy"], ev["beam"], ev.get("batch1", {})
         rows.append({
             "system": ev["system"], "round": ev.get("round", 0), "strategy": ev["strategy"],
-            "init": initialisation(ev["system"], training), "seed": record.arguments(training).get("seed"),
+            "init": initialisation(ev["system"], training), **vocab, "seed": record.arguments(training).get("seed"),
             "parameters": ev["parameters"], "nonzero": ev.get("nonzero_parameters", ev["parameters"]),
             "train_pairs": training.get("train_pairs"),
             "bleu_greedy": greedy["bleu"], "bleu_beam": beam["bleu"],
@@ -55,7 +93,9 @@ def report_table(evaluations: list[dict], trainings: dict[tuple, dict]) -> pd.Da
             "tok_per_s_b1": batch1.get("target_tokens_per_s", np.nan),
             "size_mb": ev["size_mb"],
         })
-    return add_speedups(pd.DataFrame(rows))
+    table = pd.DataFrame(rows)
+    table["vocab_size"] = table["vocab_size"].astype("Int64")  # whole numbers, blank where unknown
+    return add_speedups(table)
 
 
 def add_speedups(table: pd.DataFrame) -> pd.DataFrame:
@@ -87,6 +127,7 @@ def markdown(table: pd.DataFrame, evaluations: list[dict], diagnostics: list[dic
         lines += [f"Speed: sentences/s (`sent_per_s_*`) and target tokens/s (`tok_per_s_*`) of the batched greedy and beam "
                   f"passes, and of greedy decoding at batch size 1 (`*_b1`, the first {ev['batch1']['sentences']} test "
                   "sentences); `speedup_*` divides a system's greedy sentences/s by its round's teacher's.", ""]
+    lines += vocabulary_lines(table)
     if "comet_checkpoint" in ev:
         lines += [f"COMET (`comet_*`): system-level score (segment mean) of `{ev['comet_checkpoint']}`.", ""]
     lines += findings_section(significance, findings or {})
@@ -139,7 +180,7 @@ def run(args) -> None:
         training = record.read(model)
         if training is not None:
             trainings[ev["system"], ev.get("round", 0)] = training
-    table = report_table(evaluations, trainings)
+    table = report_table(evaluations, trainings, vocabularies(evaluations, args.models))
     with atomic_path(args.csv) as tmp:
         table.to_csv(tmp, index=False)
     with atomic_path(args.markdown) as tmp:

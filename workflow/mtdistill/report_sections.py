@@ -1,5 +1,5 @@
-"""The report's sections on the systems compared: significance, findings, seed spread, the students'
-objectives, SKD acceptance against K and the labels."""
+"""The report's sections on the systems compared: their vocabularies, significance, findings, seed spread,
+the students' objectives, SKD acceptance against K and the labels."""
 
 from __future__ import annotations
 
@@ -10,6 +10,32 @@ import numpy as np
 import pandas as pd
 
 from .training import record
+
+
+def vocabulary_lines(table: pd.DataFrame) -> list[str]:
+    """Whose vocabulary the students have (`vocab`, `vocab_size`): the teacher's, or their own SentencePiece
+    vocabulary trained on their labels (student.vocabulary)."""
+    known = table[table.vocab_size.notna()]
+    if known.empty:
+        return []
+    teacher, students = known[known.system == "teacher"], known[known.system != "teacher"]
+    several_rounds = students["round"].nunique() > 1
+
+    def named(row) -> str:
+        return f"{row.system} (round {row.round})" if several_rounds else row.system
+
+    parts = [f"the teacher's has {int(teacher.vocab_size.iloc[0]):,} entries"] if len(teacher) else []
+    shared, own = students[students.vocab == "teacher"], students[students.vocab == "own"]
+    if len(shared) == len(students) > 0:
+        parts.append("every student shares it")
+    elif len(shared):
+        parts.append("shared by " + ", ".join(map(named, shared.itertuples())))
+    if len(own):
+        sizes = ", ".join(f"{named(row)} {int(row.vocab_size):,}" for row in own.itertuples())
+        parts.append("students with their own SentencePiece vocabulary, trained on the sources and labels they learn"
+                     f" from (student.vocabulary, student.vocab_size): {sizes}")
+    return [f"Vocabulary (`vocab`: the teacher's or the student's own; `vocab_size`: its entries): {'; '.join(parts)}.",
+            ""]
 
 
 def significance_section(results: list[dict]) -> list[str]:

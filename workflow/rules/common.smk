@@ -213,8 +213,12 @@ def mbr_option(wildcards):
 # Students
 
 
-def student_labels(wildcards):
-    return PLAN.system_labels(wildcards.round, wildcards.system)
+def student_inputs(wildcards):
+    return PLAN.student_inputs(wildcards.round, wildcards.system)
+
+
+def tokenizer_labels(wildcards):
+    return PLAN.system_labels(wildcards.round, wildcards.labels)
 
 
 def student_seed(wildcards):

@@ -1,8 +1,31 @@
+# The students' own SentencePiece vocabulary (student.vocabulary: a teacher whose vocabulary they
+# cannot share), one per label set, on its sources and labels; a <system>.seed<N> replica shares it.
+rule train_student_tokenizer:
+    input:
+        labels=tokenizer_labels,
+    output:
+        directory("results/round{round}/tokenizers/{labels}"),
+    log:
+        "logs/train_student_tokenizer/round{round}/{labels}.log",
+    benchmark:
+        "results/benchmarks/train_student_tokenizer/round{round}/{labels}.tsv"
+    conda:
+        "../../envs/mtdistill.yaml"
+    threads: job_threads("train_student_tokenizer")
+    resources:
+        **job_resources("train_student_tokenizer"),
+    params:
+        vocab_size=config["student"].get("vocab_size"),
+        seed=config["seed"],
+    shell:
+        "python -m mtdistill.train_tokenizer --train {input.labels} --columns source label"
+        " --vocab-size {params.vocab_size} --seed {params.seed} --threads {threads}"
+        " --out {output} > {log} 2>&1"
+
+
 rule train_student:
     input:
-        labels=student_labels,
-        dev="results/data/dev.parquet",
-        teacher=TEACHER,
+        unpack(student_inputs),
     output:
         directory("results/round{round}/students/{system}"),
     log:
@@ -25,7 +48,7 @@ rule train_student:
         seed=student_seed,
     shell:
         "{params.launcher} -m mtdistill.train --train {input.labels} --label-column label"
-        " --dev {input.dev} --tokenizer {input.teacher} --arch {params.arch:q}"
+        " --dev {input.dev} --tokenizer {input.tokenizer} --arch {params.arch:q}"
         " {params.init} {params.options} --seed {params.seed} --threads {threads}"
         " --out {output} > {log} 2>&1"
 

@@ -2,7 +2,9 @@
 
 An objective class owns its config keys and their defaults (`keys`, the keys of a
 student.objectives entry), the training settings it brings over student.train (`train`), whether the
-workflow must give it the teacher (`needs_teacher`) and its command-line options (`arguments`: option
+workflow must give it the teacher (`needs_teacher`), whether it compares the student's next-token
+distributions with the teacher's, so that both must index one vocabulary (`needs_teacher_vocabulary`:
+students with a vocabulary of their own cannot use it) and its command-line options (`arguments`: option
 dest -> argparse keywords, all defaulting to None, so that `train` sees and refuses one given to
 another objective). `from_args` builds it from `train`'s parsed options.
 
@@ -31,6 +33,7 @@ class CrossEntropy:
     keys: dict = {}
     train: dict = {}
     needs_teacher = False
+    needs_teacher_vocabulary = False
     arguments: dict = {}
     checkpointed: tuple[str, ...] = ()
 

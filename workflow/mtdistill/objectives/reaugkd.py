@@ -64,6 +64,7 @@ class ReAugKD(CrossEntropy):
     keys = {"alpha": 0.5, "tau": 1.0, "relational_weight": 1.0, "relational_tau": 0.1, "neighbours": 16,
             "relational_rows": 512, "betas": [0, 0.1, 0.2, 0.3, 0.5, 0.7]}
     needs_teacher = False  # the teacher's keys and distributions are the KB's
+    needs_teacher_vocabulary = True  # the KB's values are teacher token ids
     arguments = {
         "alpha": WordKD.arguments["alpha"],
         "tau": WordKD.arguments["tau"],

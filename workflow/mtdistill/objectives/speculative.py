@@ -45,6 +45,7 @@ class SpeculativeKD(CrossEntropy):
     # the SKD paper fine-tunes at 1e-5 (Xu et al. 2024, released code)
     train = {"lr": 1e-5}
     needs_teacher = True
+    needs_teacher_vocabulary = True  # supervised_kd too: the same KL
     arguments = {
         "k": {"type": k_value, "help": f"skd: a draft is kept if among the teacher's top k (-1: all; {keys['k']}); "
                                        "auto: the chosen_k of --acceptance"},

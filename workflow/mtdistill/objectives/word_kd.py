@@ -27,6 +27,7 @@ class WordKD(CrossEntropy):
     # `topk`: the k of the workflow's top-k cache; on the command line --topk is the cache file
     keys = {"alpha": 0.5, "tau": 1.0, "topk": 0}
     needs_teacher = True
+    needs_teacher_vocabulary = True
     arguments = {
         "alpha": {"type": float, "help": f"word_kd, reaugkd: weight of the KL term ({keys['alpha']})"},
         "tau": {"type": float, "help": f"word_kd, reaugkd: softmax temperature of both distributions ({keys['tau']})"},
