@@ -149,3 +149,43 @@ def build_llama(outdir, texts: list[str], seed: int = 1) -> Path:
                          bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
     return save(LlamaForCausalLM(config), tokenizer, outdir)
+
+
+def teach(model_dir, profile, sources: list[str], targets: list[str], steps: int = 100, seed: int = 1,
+          batch_size: int = 16, lr: float = 3e-3, words: int = 4) -> Path:
+    """A few steps of training on parallel text (each target cut to its first `words` words), fed as the
+    family's codec feeds it (mtdistill.families), so that the tiny model ends its outputs (EOS, or the chat
+    turn's end) as a trained one does; a random one almost never would within a decoding length limit,
+    nor one taught whole verses in so few steps. Saved back into `model_dir`."""
+    targets = [" ".join(target.split()[:words]) for target in targets]
+    from mtdistill import families, models  # the workflow's package: only where a test imports this
+    from mtdistill.backends.hf import padded
+
+    model, tokenizer = models.load(model_dir)
+    codec = families.codec(tokenizer, profile)
+    torch.manual_seed(seed)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
+    model.train()
+    for step in range(steps):
+        rows = [(step * batch_size + i) % len(sources) for i in range(batch_size)]
+        src = codec.source_ids([sources[i] for i in rows], 64)
+        tgt = codec.target_ids([targets[i] for i in rows], 64)
+        if codec.causal:
+            inputs, mask = padded([s + t for s, t in zip(src, tgt)], codec.pad_id, "cpu")
+            labels = torch.full_like(inputs, -100)
+            for row, (s, t) in enumerate(zip(src, tgt)):
+                labels[row, len(s) : len(s) + len(t)] = torch.tensor(t)
+            loss = model(input_ids=inputs, attention_mask=mask, labels=labels).loss
+        else:
+            # the forced prefix is read, never learnt: learning the one token every output starts with would
+            # teach a few-step model to write nothing else
+            inputs, mask = padded(src, codec.pad_id, "cpu")
+            start = [model.config.decoder_start_token_id, *codec.target_prefix]
+            decoder_inputs, _ = padded([start + t[:-1] for t in tgt], codec.pad_id, "cpu")
+            labels, _ = padded([[-100] * (len(start) - 1) + t for t in tgt], -100, "cpu")
+            loss = model(input_ids=inputs, attention_mask=mask, decoder_input_ids=decoder_inputs, labels=labels).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval().save_pretrained(model_dir)
+    return Path(model_dir)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import sacrebleu
 
-from . import backends, models
+from . import backends, families, models
 from .backends.hf import HFTranslator
 from .core.metrics import reference_streams
 from .core.io import InputError, read_json, read_table, write_json
@@ -32,9 +32,10 @@ def disk_megabytes(path: str) -> float | None:
     return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 2**20 if path.is_dir() else None
 
 
-def target_tokens(tokenizer, texts: list[str]) -> int:
-    """Target-side tokens the decoder produced for `texts`, EOS included (as training counts them)."""
-    return sum(len(ids) for ids in tokenizer(text_target=texts)["input_ids"]) if texts else 0
+def target_tokens(translator, texts: list[str]) -> int:
+    """Target-side tokens the decoder produced for `texts`, EOS included (as training counts them), no
+    forced language token or prompt."""
+    return sum(len(ids) for ids in translator.codec.target_ids(texts, 10**6)) if texts else 0
 
 
 def timed_decoding(translator, sources: list[str], beam: int, batch_size: int, max_len_a: float = 1.5,
@@ -44,7 +45,7 @@ def timed_decoding(translator, sources: list[str], beam: int, batch_size: int, m
     hyps = translator.best_translations(sources, beam=beam, batch_size=batch_size, max_len_a=max_len_a,
                                         max_len_b=max_len_b)
     seconds = time.perf_counter() - started
-    tokens = target_tokens(translator.tokenizer, hyps)
+    tokens = target_tokens(translator, hyps)
     return hyps, {"beam": beam, "batch_size": batch_size, "sentences": len(hyps), "seconds": seconds,
                   "sentences_per_s": len(hyps) / seconds, "target_tokens": tokens, "target_tokens_per_s": tokens / seconds}
 
@@ -90,7 +91,7 @@ def evaluate(model_path: str, test_path: str, beam: int, batch_size: int, speed_
     model, tokenizer = models.load(model_path)
     knn, knn_record = tuned_retrieval(model_path, retrieval, kb) if retrieval else (None, None)
     if backend == "hf":  # the model already loaded for its parameter count
-        decoder = HFTranslator(model, tokenizer, knn)
+        decoder = HFTranslator(model, tokenizer, knn, families.Profile.load(model_path))
     else:
         decoder = backends.load(translator, backend, "--translator", threads, compute_type)
     test = read_table(test_path)

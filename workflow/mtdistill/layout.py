@@ -11,7 +11,7 @@ import shlex
 
 from . import families, objectives
 from .labels import STRATEGIES
-from .scorers import KINDS
+from .scorers import KINDS, OPTIONAL_KEYS
 
 TEACHER = "results/models/teacher"
 # The reranker is tuned on `tune` and diagnosed on `dev`; the transfer sets get labels.
@@ -191,6 +191,15 @@ class Layout:
             options += " --stop " + " ".join(shlex.quote(token) for token in profile.stop)
         return options
 
+    def search_options(self) -> str:
+        """decode.search: the beam's n-best lists, or seeded draws with decode.sampling's settings."""
+        decode = self.config["decode"]
+        if decode["search"] == "beam":
+            if "sampling" in decode:
+                raise ValueError("config key decode.sampling: decode.search is beam, which does not sample")
+            return ""
+        return f"--search sample --seed {self.config['seed']} {cli_options(decode.get('sampling', {}))}"
+
     def helper_tokenizer(self) -> str:
         """Helpers share the teacher's vocabulary when it is a Marian one (trained here or pretrained); the
         helpers of other families' teachers get the tokenizer trained on the bitext."""
@@ -329,8 +338,15 @@ class Layout:
     def scorer_model_option(self, round, scorer: str) -> str:
         """--model (and --encoder) for scorers that name one, and the backend of seq2seq kinds."""
         settings = self.scorers[scorer]
-        options = [f"--{key} {shlex.quote(self.scorer_model(round, scorer) if key == 'model' else settings[key])}"
-                   for key in ("model", "encoder") if settings.get(key)]
+        options = [f"--{key} {shlex.quote(self.scorer_model(round, scorer))}" for key in ("model",) if settings.get(key)]
+        for key in OPTIONAL_KEYS:
+            value = settings.get(key)
+            if value is True:
+                options.append(f"--{key.replace('_', '-')}")
+            elif isinstance(value, list) and value:
+                options.append(f"--{key.replace('_', '-')} {' '.join(map(shlex.quote, value))}")
+            elif isinstance(value, str) and value:
+                options.append(f"--{key.replace('_', '-')} {shlex.quote(value)}")
         if KINDS[settings["kind"]].seq2seq:
             options.append(self.backend_option("score"))
         return " ".join(options)

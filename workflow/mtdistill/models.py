@@ -16,7 +16,7 @@ from pathlib import Path
 import sentencepiece as spm
 import torch
 from transformers import (
-    AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, MarianConfig, MarianMTModel,
+    AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer, GPT2Config, GPT2LMHeadModel, MarianConfig, MarianMTModel,
     MarianTokenizer,
 )
 
@@ -112,8 +112,9 @@ def freeze_sinusoids(model) -> None:
     """Fixed sinusoidal positions stay fixed. transformers 5 loads Marian's as trainable parameters that
     save_pretrained does not write, so training them would change the model that is saved behind its back."""
     for module in model.modules():
-        if type(module).__name__.endswith("SinusoidalPositionalEmbedding"):
-            module.weight.requires_grad_(False)
+        weight = getattr(module, "weight", None)  # M2M100's are a buffer, `weights`, already fixed
+        if type(module).__name__.endswith("SinusoidalPositionalEmbedding") and isinstance(weight, torch.nn.Parameter):
+            weight.requires_grad_(False)
 
 
 def keep_pad_row_zero(model) -> None:
@@ -135,10 +136,14 @@ def hf_loading(what: str, path, kind: str | None = None):
         raise InputError(f"{what}: cannot load {path!r}{as_kind} ({cause})") from None
 
 
-def load(path: str | Path, what: str = "model", causal: bool = False):
-    """Model and tokenizer from a local directory or a Hugging Face id (seq2seq, or a causal LM)."""
+def load(path: str | Path, what: str = "model", causal: bool | None = None):
+    """Model and tokenizer from a local directory or a Hugging Face id: a seq2seq model or a causal LM
+    (`causal`; None: as its config says)."""
     if str(path).startswith(("/", "./", "../", "~")) and not Path(path).expanduser().is_dir():
         raise InputError(f"{what}: {path}: directory not found")
+    if causal is None:
+        with hf_loading(what, path):
+            causal = not AutoConfig.from_pretrained(str(path)).is_encoder_decoder
     with hf_loading(what, path, "causal LM" if causal else "seq2seq model"):
         tokenizer = AutoTokenizer.from_pretrained(str(path))
         model = (AutoModelForCausalLM if causal else AutoModelForSeq2SeqLM).from_pretrained(str(path))

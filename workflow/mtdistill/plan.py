@@ -27,7 +27,7 @@ from .retrieval import KNN_SUFFIX
 from .layout import (COMPOSITIONS, HELD_OUT, HELPERS, MBR_KIND, TEACHER, Layout, acceptance_file, as_json,  # noqa: F401
                      base_system, cli_options, ct2_model, kb_projection, kb_shard, label_files, nbest_shard,
                      selected_features_list, student_dir, tuned_retrieval)
-from .scorers import KINDS
+from .scorers import KINDS, OPTIONAL_KEYS
 
 SCHEMA = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 # COMET (unbabel-comet 2.2.7: transformers<5, numpy<2) runs in an environment of its own: scorer kinds
@@ -474,6 +474,8 @@ class Plan(Layout):
     def check(self) -> None:
         """The config errors the schema cannot state, each a ValueError naming its config key."""
         scorers = self.config["scorers"]
+        for i, scorer in enumerate(scorers):
+            self.check_scorer_keys(i, scorer)
         for scorer in scorers:
             if scorer["kind"] == "lm" and scorer.get("model") == "lm" and "arch" not in self.config["lm"]:
                 raise ValueError(f"config key lm.arch: scorer {scorer['name']} uses the workflow's LM")
@@ -499,6 +501,16 @@ class Plan(Layout):
         evaluation = self.config["evaluation"]
         if evaluation["comet_encoder"] and not evaluation["comet"]:
             raise ValueError("config key evaluation.comet_encoder: set, but evaluation.comet names no checkpoint")
+
+    def check_scorer_keys(self, i: int, scorer: dict) -> None:
+        """A scorer's optional keys (encoder, languages, prompt) only where its kind reads them; a causal_forced
+        scorer's prompt keys as a causal teacher's are checked."""
+        kind = KINDS[scorer["kind"]]
+        for key in OPTIONAL_KEYS:
+            if key in scorer and key not in kind.keys:
+                raise ValueError(f"config key scorers[{i}].{key} ({scorer['name']}): kind {scorer['kind']} does not use it")
+        if scorer["kind"] == "causal_forced":
+            families.check(families.Profile.from_keys("causal", scorer), f"scorers[{i}]")
 
     def check_teacher(self) -> None:
         """The teacher's family keys (teacher_profile raises naming the key), and what only a Marian teacher

@@ -38,6 +38,11 @@ def parse_args(argv=None):
     p.add_argument("--backend", choices=backends.BACKENDS, default="hf",
                    help=f"{', '.join(seq2seq)}: ctranslate2 reads a --model converted by mtdistill.ct2")
     p.add_argument("--compute-type", default="default", help="ctranslate2 compute type (default: as converted)")
+    p.add_argument("--src-lang", default="", help="forced_decoding, backward, causal_forced: the source language")
+    p.add_argument("--tgt-lang", default="", help="... and the target language (mtdistill.families)")
+    p.add_argument("--prompt", default="", help="causal_forced: the prompt, with {source}, {src_lang}, {tgt_lang}")
+    p.add_argument("--chat-template", action="store_true", help="causal_forced: the prompt as a chat user turn")
+    p.add_argument("--stop", nargs="*", default=[], help="causal_forced: more end tokens")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", required=True)
     p.add_argument("--cost-out", help="JSON cost record: seconds and hypotheses per second, model loading included")
@@ -59,7 +64,8 @@ def run(args) -> None:
     models.set_threads(args.threads)
     nbest, sentences = read_table(args.nbest), read_table(args.sources)
     options = Options(model=args.model, encoder=args.encoder, batch_size=args.batch_size, threads=args.threads,
-                      backend=args.backend, compute_type=args.compute_type)
+                      backend=args.backend, compute_type=args.compute_type, src_lang=args.src_lang,
+                      tgt_lang=args.tgt_lang, prompt=args.prompt, chat_template=args.chat_template, stop=tuple(args.stop))
     features = KINDS[args.kind].score(nbest, sentences, args.name, options)
     seconds = time.perf_counter() - started
     log.info("scored %d hypotheses with %s in %.1f s", len(features), args.name, seconds)

@@ -112,6 +112,11 @@ def ct2_source_model(wildcards):
 # Helpers and self-training
 
 
+def teacher_import_options(wildcards):
+    # a function, so that Snakemake does not read the prompt's {source} as a wildcard
+    return PLAN.teacher_import_options()
+
+
 def helper_inputs(wildcards):
     return PLAN.helper_inputs(wildcards.helper)
 

@@ -24,8 +24,9 @@ rule decode_nbest:
         max_len_a=config["decode"]["max_len_a"],
         max_len_b=config["decode"]["max_len_b"],
         backend=PLAN.backend_option("decode"),
+        search=PLAN.search_options(),
     shell:
-        "python -m mtdistill.decode --model {params.model:q} {params.r2l} {params.backend}"
+        "python -m mtdistill.decode --model {params.model:q} {params.r2l} {params.backend} {params.search}"
         " --input {input.sentences}"
         " --shard {wildcards.shard} --num-shards {params.num_shards}"
         " --beam {params.beam} --nbest {params.nbest} --batch-size {params.batch_size}"

@@ -14,7 +14,7 @@ if config["teacher"]["pretrained"]:
             **job_resources("import_teacher"),
         params:
             pretrained=config["teacher"]["pretrained"],
-            family=PLAN.teacher_import_options(),
+            family=teacher_import_options,
         shell:
             "python -m mtdistill.import_teacher --pretrained {params.pretrained:q}"
             " {params.family} --out {output} > {log} 2>&1"

@@ -59,7 +59,6 @@ class HFTranslator(Translator):
         start = [self.model.config.decoder_start_token_id, *self.codec.target_prefix]
         return torch.tensor([start] * rows, dtype=torch.long, device=device)
 
-    @torch.no_grad()
     def translate(self, sources: list[str], beam: int = 1, nbest: int = 1, batch_size: int = 32,
                   max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, progress: bool = False,
                   r2l: bool = False, sampling: Sampling | None = None) -> list[list[tuple[str, float]]]:
@@ -68,6 +67,16 @@ class HFTranslator(Translator):
         Sources are sorted by length so each batch pads little. Greedy search has no score (NaN). With a
         retrieval, beam scores are those of the mixed distribution.
         """
+        generated = self.generate(sources, beam, nbest, batch_size, max_len_a, max_len_b, max_len, progress, sampling)
+        return [[(self.codec.text(reverse_tokens(ids, self.tokenizer) if r2l else ids), score) for ids, score in outputs]
+                for outputs in generated]
+
+    @torch.no_grad()
+    def generate(self, sources: list[str], beam: int = 1, nbest: int = 1, batch_size: int = 32,
+                 max_len_a: float = 1.5, max_len_b: int = 10, max_len: int = 256, progress: bool = False,
+                 sampling: Sampling | None = None) -> list[list[tuple[list[int], float]]]:
+        """`translate`'s outputs as token ids: what the model wrote after its start token and forced prefix (or
+        after its prompt), up to its stop token, with the score."""
         model, codec = self.model, self.codec
         device = next(model.parameters()).device
         results: list = [None] * len(sources)
@@ -96,16 +105,14 @@ class HFTranslator(Translator):
                     pad_token_id=codec.pad_id,
                 )
             skip = inputs.shape[1] if codec.causal else 1 + len(codec.target_prefix)
-            outputs = [seq[skip:] for seq in out.sequences.tolist()]
-            hyps = [codec.text(reverse_tokens(seq, self.tokenizer) if r2l else seq) for seq in outputs]
+            outputs = [self.finished(seq[skip:]) for seq in out.sequences.tolist()]
             if sampling is not None:  # a sample's score: its untempered log-prob, as a beam's is
-                owners = [ids[k // nbest] for k in range(len(outputs))]
-                scored = self.scored_ids(owners, [self.finished(seq) for seq in outputs])
+                scored = self.scored_ids([ids[k // nbest] for k in range(len(outputs))], outputs)
                 scores = [total / max(count, 1) for total, count in scored]
             else:
-                scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(hyps)
+                scores = out.sequences_scores.tolist() if beam > 1 else [float("nan")] * len(outputs)
             for k, i in enumerate(indices):
-                results[i] = list(zip(hyps[k * nbest : (k + 1) * nbest], scores[k * nbest : (k + 1) * nbest]))
+                results[i] = list(zip(outputs[k * nbest : (k + 1) * nbest], scores[k * nbest : (k + 1) * nbest]))
         return results
 
     def finished(self, ids: list[int]) -> list[int]:
@@ -133,8 +140,14 @@ class HFTranslator(Translator):
         logits = model(input_ids=enc, attention_mask=mask,
                        decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1)).logits
         logits = logits[:, prefix.shape[1] - 1 :]
-        logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
+        if codec.masks_pad:
+            logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
         return sequence_logprobs(logits, labels.clamp(min=0), labels != -100)
+
+    @torch.no_grad()
+    def scored(self, sources: list[str], target_ids: list[list[int]], max_len: int = 256) -> list[tuple[float, int]]:
+        """(sum log-prob, count) of target id sequences (as `generate` returns them) given their sources."""
+        return self.scored_ids(self.codec.source_ids(sources, max_len), target_ids)
 
     @torch.no_grad()
     def forced_logprobs(self, inputs: list[str], outputs: list[list[str]], batch_size: int = 16,
@@ -163,7 +176,8 @@ class HFTranslator(Translator):
                 encoder_outputs=(encoded[rows],), attention_mask=mask[rows],
                 decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1),
             ).logits[:, prefix.shape[1] - 1 :]
-            logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
+            if codec.masks_pad:
+                logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
             results.extend(sequence_logprobs(logits, labels.clamp(min=0), labels != -100))
         return results
 

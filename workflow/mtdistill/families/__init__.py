@@ -76,6 +76,12 @@ class Codec:
     """
 
     causal = False
+    # Marian's <pad> is no output: CTranslate2 drops it from the vocabulary and the models trained here
+    # keep it near zero probability, so its forced scores leave it out of the softmax. Other families
+    # keep it there, as their beam search scores every token.
+    @property
+    def masks_pad(self) -> bool:
+        return self.profile.family == "marian"
 
     def __init__(self, tokenizer, profile: Profile):
         self.tokenizer, self.profile = tokenizer, profile
@@ -121,7 +127,9 @@ class LanguageCodec(Codec):
         token = token_format.format(code)
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == self.tokenizer.unk_token_id:
-            codes = [t for t in self.tokenizer.additional_special_tokens or [] if t not in ("<mask>",)][:6]
+            standard = {self.tokenizer.bos_token, self.tokenizer.eos_token, self.tokenizer.pad_token,
+                        self.tokenizer.unk_token, "<mask>"}
+            codes = [t for t in self.tokenizer.all_special_tokens if t not in standard][:6]
             raise InputError(f"config key teacher.{key}: {code!r} is not a language code of this {self.profile.family}"
                              f" tokenizer (its codes look like {', '.join(codes) or 'none listed'})")
         return token_id
@@ -247,14 +255,14 @@ def check(profile: Profile, where: str = "teacher") -> None:
     given = profile.given()
     for key in family.needs:
         if key not in given:
-            raise InputError(f"config key {where}.{key}: a {profile.family} teacher needs it ({family.summary})")
+            raise InputError(f"config key {where}.{key}: a {profile.family} model needs it ({family.summary})")
     for key in given:
         if key not in (*family.needs, *family.allows):
-            raise InputError(f"config key {where}.{key}: a {profile.family} teacher does not use it")
+            raise InputError(f"config key {where}.{key}: a {profile.family} model does not use it")
     if profile.family == "causal":
         for key in LANGUAGES:
             if "{" + key + "}" in profile.prompt and key not in given:
-                raise InputError(f"config key {where}.{key}: teacher.prompt uses {{{key}}}")
+                raise InputError(f"config key {where}.{key}: {where}.prompt uses {{{key}}}")
 
 
 def config_files(model: str | Path) -> tuple[dict, dict] | None:

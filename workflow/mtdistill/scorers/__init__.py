@@ -32,6 +32,13 @@ class Options:
     backend: str = "hf"  # seq2seq kinds: hf or ctranslate2
     compute_type: str = "default"  # ctranslate2's weights type
     gpus: int | None = None  # comet: GPUs to predict on; None: one where CUDA is available
+    # how a pretrained model is told the languages (mtdistill.families): forced_decoding and backward take
+    # src_lang and tgt_lang (the pipeline's: backward swaps them), causal_forced all of these
+    src_lang: str = ""
+    tgt_lang: str = ""
+    prompt: str = ""
+    chat_template: bool = False
+    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -41,6 +48,7 @@ class Kind:
     needs_model: bool = False
     seq2seq: bool = False
     environment: str = "main"  # or "comet": its jobs run on the COMET environment's interpreter
+    keys: tuple[str, ...] = ()  # the OPTIONAL_KEYS of a scorer entry this kind reads; the others are refused
 
     def score(self, nbest, sentences, name: str, options: Options):
         function = self.function
@@ -52,16 +60,20 @@ class Kind:
 
 KINDS: Registry[Kind] = Registry("scorers")
 ENVIRONMENTS = ("main", "comet")
+# scorer entry keys only some kinds read (name, kind, model, batch_size, gpu and sets are everyone's)
+OPTIONAL_KEYS = ("encoder", "src_lang", "tgt_lang", "prompt", "chat_template", "stop")
+LANGUAGE_KEYS = ("src_lang", "tgt_lang")
+PROMPT_KEYS = ("prompt", "chat_template", "stop", *LANGUAGE_KEYS)
 
 
 def register(kind: str, summary: str = "", needs_model: bool = False, seq2seq: bool = False,
-             environment: str = "main"):
+             environment: str = "main", keys: tuple[str, ...] = ()):
     """Decorator: register a scoring function as scorer kind `kind`."""
     if environment not in ENVIRONMENTS:
         raise ValueError(f"scorer kind {kind!r}: environment {environment!r} is not one of {', '.join(ENVIRONMENTS)}")
 
     def add(function: Callable) -> Callable:
-        KINDS.add(kind, Kind(function, summary, needs_model, seq2seq, environment))
+        KINDS.add(kind, Kind(function, summary, needs_model, seq2seq, environment, keys))
         return function
     return add
 
@@ -79,6 +91,8 @@ BUILT_INS = [  # kind, its function in this package, needs_model, seq2seq, summa
     ("backward", "forced:score_backward", True, True,
      "log p(source | hypothesis) under a target->source model (noisy channel)"),
     ("lm", "lm:score_lm", True, False, "log p(hypothesis) under a causal language model: logprob, logprob_per_token"),
+    ("causal_forced", "forced:score_causal_forced", True, False,
+     "log p(hypothesis | prompt(source)) under any causal LM (an LLM as a scorer): logprob, logprob_per_token, tokens"),
     ("ngram_lm", "ngram_lm:score_ngram_lm", False, False,
      "an ARPA/binary n-gram LM through pocketsphinx (English): logprob, per word, OOVs"),
     ("mbr", "mbr:score_mbr", False, False,
@@ -91,6 +105,9 @@ BUILT_INS = [  # kind, its function in this package, needs_model, seq2seq, summa
      "a COMET checkpoint: reference-free QE, or reference-based where the set has targets"),
     ("length", "length:score_length", False, False, "word and character counts, hypothesis/source length ratios"),
 ]
+BUILT_IN_KEYS = {"forced_decoding": LANGUAGE_KEYS, "backward": LANGUAGE_KEYS, "causal_forced": PROMPT_KEYS,
+                 "comet": ("encoder",)}
 for kind, path, needs_model, seq2seq, summary in BUILT_INS:
-    KINDS.add(kind, Kind(f"{__name__}.{path}", summary, needs_model, seq2seq, "comet" if kind == "comet" else "main"))
+    KINDS.add(kind, Kind(f"{__name__}.{path}", summary, needs_model, seq2seq, "comet" if kind == "comet" else "main",
+                         BUILT_IN_KEYS.get(kind, ())))
 del kind, path, needs_model, seq2seq, summary
