@@ -51,7 +51,7 @@ def teacher_forced(teacher, pairs, pad: int, k: int, batch_tokens: int, precisio
         rows["states"] = [None] * len(pairs)
     for indices in tqdm(token_batches(pairs, batch_tokens, np.random.default_rng(0)), desc="teacher forced",
                         mininterval=30):
-        batch, labels = collate(pairs, indices, pad, device)
+        batch, labels = collate(pairs, indices, pad, device, teacher.config.decoder_start_token_id)
         with autocast(device, precision):
             out = teacher(**batch, output_hidden_states=states)
         top = torch.log_softmax(out.logits.float(), -1).topk(k, -1)

@@ -42,7 +42,7 @@ class Data:
     dev_pairs: list
     dev_batches: list
     pad: int
-    start: int | None  # the decoder start token; None: <pad>, Marian's
+    start: int | None  # the decoder start token (the model config's; an LM's BOS)
 
 
 @dataclass
@@ -112,7 +112,7 @@ def training_data(args, tokenizer, model) -> Data:
     dev = read_table(args.dev)
     dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
     dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
-    start = model.config.bos_token_id if args.task == "lm" else None
+    start = model.config.bos_token_id if args.task == "lm" else model.config.decoder_start_token_id
     return Data(table, pairs, dev, dev_pairs, dev_batches, tokenizer.pad_token_id, start)
 
 
