@@ -273,9 +273,9 @@ def config_files(model: str | Path) -> tuple[dict, dict] | None:
     else:
         try:
             from huggingface_hub import try_to_load_from_cache
-        except ImportError:
+            read = {name: try_to_load_from_cache(str(model), name) for name in ("config.json", "tokenizer_config.json")}
+        except (ImportError, ValueError):  # no hub library, or not a valid id (a path that does not exist)
             return None
-        read = {name: try_to_load_from_cache(str(model), name) for name in ("config.json", "tokenizer_config.json")}
     if not isinstance(read["config.json"], (str, Path)) or not Path(read["config.json"]).is_file():
         return None
     tokenizer = read["tokenizer_config.json"]
@@ -304,6 +304,8 @@ def resolve(family: str, model: str | Path, where: str = "teacher") -> str:
     """`family`, or with `auto` the one detected from the model's config; an InputError when neither says."""
     if family != "auto":
         return family
+    if str(model).startswith(("/", "./", "../", "~")) and not Path(str(model)).expanduser().is_dir():
+        raise InputError(f"config key {where}.pretrained: {model}: directory not found")
     found = detect(model)
     if found is None:
         raise InputError(f"config key {where}.family: auto cannot tell the family of {str(model)!r} (no config.json"
