@@ -70,10 +70,10 @@ def test_end_to_end_with_a_pretrained_teacher(family, tmp_path, data_dir):
     assert (students.vocab == "own").all() and (students.vocab_size <= 300).all()
     assert "own SentencePiece vocabulary" in (results / "report.md").read_text()
     nbest = pd.read_parquet(results / "round0" / "nbest" / "tune" / "0.parquet")
-    assert nbest.score.map(math.isfinite).all() and (nbest.hypothesis.str.len() > 0).mean() > 0.5
     features = pd.read_parquet(results / "round0" / "features" / "tune" / "teacher" / "0.parquet")
     merged = nbest.merge(features, on=["sent_id", "hyp_id"])
-    l2r = merged[merged.from_l2r] if "from_l2r" in merged else merged  # the teacher's own lists
+    l2r = merged[merged.from_l2r == 1] if "from_l2r" in merged else merged  # the teacher's own lists
+    assert l2r.score.map(math.isfinite).all() and (l2r.hypothesis.str.len() > 0).mean() > 0.5
     # forced decoding scores the teacher's hypotheses as its beam did (language token and prompt not counted)
     assert (abs(l2r.teacher_logprob_per_token - l2r.score) < 1e-3).mean() > 0.5
     for system in systems:
