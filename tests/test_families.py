@@ -8,6 +8,7 @@ import math
 
 import pandas as pd
 import pytest
+import torch
 
 from mtdistill import backends, families, import_teacher, score
 from mtdistill.backends import Sampling
@@ -162,3 +163,25 @@ def test_pretrained_models_as_scorers(built, imported, sources, tmp_path):
     expected = llm.forced_logprobs(sources, [list(g.hypothesis) for _, g in nbest.groupby("sent_id")])
     assert causal.x_logprob.tolist() == pytest.approx([total for total, _ in expected], abs=1e-4)
     assert all(math.isfinite(v) for v in causal.x_logprob_per_token)
+
+
+@pytest.mark.parametrize("family", TEACHERS)
+def test_self_training_fine_tunes_a_teacher_of_each_family(family, imported, data_dir, tmp_path):
+    """mtdistill.train --init on a pretrained teacher (self-training's finetune_decoders): fed as its family
+    says, its profile kept, so the fine-tuned teacher decodes as the one it started from."""
+    from mtdistill import train
+
+    labels = pd.read_parquet(data_dir / "train.parquet").head(40).rename(columns={"target": "label"})
+    labels.to_parquet(tmp_path / "labels.parquet")
+    out = tmp_path / "finetuned"
+    assert train.main(["--train", str(tmp_path / "labels.parquet"), "--label-column", "label",
+                       "--dev", str(data_dir / "dev.parquet"), "--init", str(imported[family]), "--max-steps", "3",
+                       "--eval-every", "3", "--batch-tokens", "512", "--lr", "0.001", "--warmup", "1",
+                       "--select-by", "bleu", "--out", str(out)]) == 0
+    assert families.Profile.load(out) == families.Profile.load(imported[family])
+    before, after = backends.load(imported[family]), backends.load(out)
+    changed = [name for (name, a), (_, b) in zip(before.model.named_parameters(), after.model.named_parameters())
+               if not torch.equal(a, b)]
+    assert changed, "fine-tuning changed no weight"
+    outputs = after.translate(labels.source[:2].tolist(), beam=2, nbest=2, max_len_a=1.2, max_len_b=5)
+    assert [len(nbest) for nbest in outputs] == [2, 2] and all(math.isfinite(s) for nbest in outputs for _, s in nbest)

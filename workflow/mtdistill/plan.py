@@ -518,9 +518,6 @@ class Plan(Layout):
         family = self.teacher_profile.family
         if family == "marian":
             return
-        if len(self.rounds) > 1:
-            raise ValueError(f"config key self_training.rounds: later rounds fine-tune the teacher, which the"
-                             f" training step cannot do for a {family} teacher yet; set 1")
         for helper in ("r2l", "backward", "lm"):
             if self.config[helper].get("init_from_teacher"):
                 raise ValueError(f"config key {helper}.init_from_teacher: a {family} teacher's weights do not fit"

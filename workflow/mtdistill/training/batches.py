@@ -23,6 +23,16 @@ def encode(tokenizer, sources: list[str], targets: list[str], max_len: int, dire
     return list(zip(tokenizer(sources, truncation=True, max_length=max_len)["input_ids"], labels))
 
 
+def encode_family(codec, sources: list[str], targets: list[str], max_len: int) -> list[tuple[list[int], list[int]]]:
+    """(source ids, label ids) pairs of a pretrained teacher as its family feeds it (mtdistill.families): a
+    seq2seq model's labels start with the forced target prefix (learnt, as its own training learnt it);
+    a causal LM's source is its prompt, and collate(causal=True) scores the continuation alone."""
+    sources_ids, target_ids = codec.source_ids(sources, max_len), codec.target_ids(targets, max_len)
+    if codec.causal:
+        return list(zip(sources_ids, target_ids))
+    return [(s, [*codec.target_prefix, *t]) for s, t in zip(sources_ids, target_ids)]
+
+
 def token_batches(pairs, batch_tokens: int, rng: np.random.Generator) -> list[list[int]]:
     """Indices grouped by length so that padded source+target tokens stay under batch_tokens."""
     lengths = np.array([len(s) + len(t) for s, t in pairs])
@@ -41,8 +51,21 @@ def token_batches(pairs, batch_tokens: int, rng: np.random.Generator) -> list[li
     return batches
 
 
-def collate(pairs, indices, pad: int, device: torch.device, start: int | None = None):
-    """Padded model inputs and labels; `start` is the decoder start token (default <pad>, Marian's)."""
+def collate(pairs, indices, pad: int, device: torch.device, start: int | None = None, causal: bool = False):
+    """Padded model inputs and labels; `start` is the decoder start token (default <pad>, Marian's). With
+    `causal`, the pairs are (prompt, continuation) of a causal LM: one sequence, only the continuation scored."""
+    if causal:
+        sequences = [pairs[i][0] + pairs[i][1] for i in indices]
+        width = max(map(len, sequences)) - 1
+        input_ids = torch.full((len(indices), width), pad, dtype=torch.long)
+        labels = torch.full((len(indices), width), -100, dtype=torch.long)
+        for row, (i, seq) in enumerate(zip(indices, sequences)):
+            input_ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
+            labels[row, len(pairs[i][0]) - 1 : len(seq) - 1] = torch.tensor(pairs[i][1])
+        mask = torch.zeros_like(input_ids)
+        for row, seq in enumerate(sequences):
+            mask[row, : len(seq) - 1] = 1
+        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, labels.to(device)
     tgt = [torch.tensor(pairs[i][1]) for i in indices]
     labels = torch.nn.utils.rnn.pad_sequence(tgt, batch_first=True, padding_value=-100)
     shifted = shift_right(labels, pad if start is None else start, pad)
@@ -85,12 +108,12 @@ def autocast(device: torch.device, precision: str):
 
 
 @torch.no_grad()
-def dev_loss(model, pairs, batches, pad, device, start=None, precision: str = "fp32") -> float:
+def dev_loss(model, pairs, batches, pad, device, start=None, precision: str = "fp32", causal: bool = False) -> float:
     """Cross-entropy per target token (no label smoothing) of the dev batches, in eval mode."""
     model.eval()
     total, tokens = 0.0, 0
     for indices in batches:
-        batch, labels = collate(pairs, indices, pad, device, start)
+        batch, labels = collate(pairs, indices, pad, device, start, causal)
         with autocast(device, precision):
             loss, n = batch_loss(model, batch, labels)
         total, tokens = total + loss.item(), tokens + n

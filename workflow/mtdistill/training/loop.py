@@ -23,13 +23,13 @@ import sacrebleu
 import torch
 from tqdm import tqdm
 
-from .. import models
+from .. import families, models
 from ..core.cli import seed_everything
 from ..core.io import InputError, atomic_path, read_table, read_tables
 from ..core.metrics import reference_streams
 from ..backends.hf import HFTranslator
 from . import checkpoint, distributed, record
-from .batches import autocast, collate, dev_loss, encode, resolve_precision, token_batches
+from .batches import autocast, collate, dev_loss, encode, encode_family, resolve_precision, token_batches
 
 log = logging.getLogger("mtdistill")
 
@@ -43,6 +43,7 @@ class Data:
     dev_batches: list
     pad: int
     start: int | None  # the decoder start token (the model config's; an LM's BOS)
+    profile: families.Profile  # a pretrained teacher's family (fine-tuned in self-training); Marian's otherwise
 
 
 @dataclass
@@ -82,11 +83,20 @@ class Window:
     start: float = field(default_factory=time.time)
 
 
+def init_profile(args) -> families.Profile:
+    """The family of the --init model (a pretrained teacher fine-tuned by self-training); Marian's otherwise."""
+    profile = families.Profile.load(args.init) if args.init else families.Profile()
+    if profile.family != "marian" and (args.direction != "l2r" or args.task != "seq2seq"):
+        raise InputError(f"--init {args.init}: a {profile.family} model trains left to right on its own task only")
+    return profile
+
+
 def build_model(args, device):
     """The model to train and its tokenizer: loaded (--init) or built from --arch."""
     lm = args.task == "lm"
     if args.init:
-        model, tokenizer = models.load(args.init, "--init", causal=lm)
+        causal = lm or not families.FAMILIES[init_profile(args).family].seq2seq
+        model, tokenizer = models.load(args.init, "--init", causal=causal)
     else:
         tokenizer = models.load_tokenizer(args.tokenizer)
         model = (models.build_lm if lm else models.build_model)(json.loads(args.arch), tokenizer).to(device)
@@ -94,7 +104,7 @@ def build_model(args, device):
             copied = models.copy_matching_weights(model, args.init_from_teacher, args.init_layers)
             log.info("copied %d of %d tensors (%s layers) from %s", len(copied), len(model.state_dict()),
                      args.init_layers, args.init_from_teacher)
-    if not lm:
+    if not lm and init_profile(args).family == "marian":
         models.keep_pad_row_zero(model)
     return model, tokenizer
 
@@ -108,12 +118,19 @@ def training_data(args, tokenizer, model) -> Data:
         bitext = read_tables(args.mix)
         table = pd.concat([table, bitext.rename(columns={"target": args.label_column})[["source", args.label_column]]],
                           ignore_index=True)
-    pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len, args.direction, args.task)
+    profile = init_profile(args)
     dev = read_table(args.dev)
-    dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
+    if profile.family == "marian":
+        pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len, args.direction, args.task)
+        dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
+    else:
+        codec = families.codec(tokenizer, profile)
+        pairs = encode_family(codec, list(table.source), list(table[args.label_column]), args.max_len)
+        dev_pairs = encode_family(codec, list(dev.source), list(dev.target), args.max_len)
     dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
-    start = model.config.bos_token_id if args.task == "lm" else model.config.decoder_start_token_id
-    return Data(table, pairs, dev, dev_pairs, dev_batches, tokenizer.pad_token_id, start)
+    start = model.config.bos_token_id if args.task == "lm" else getattr(model.config, "decoder_start_token_id", None)
+    pad = families.codec(tokenizer, profile).pad_id
+    return Data(table, pairs, dev, dev_pairs, dev_batches, pad, start, profile)
 
 
 def plan_steps(args, pairs, group: int, world: int) -> None:
@@ -136,22 +153,23 @@ def add_optimizer(run: Run) -> None:
 
 
 @torch.no_grad()
-def dev_bleu(model, tokenizer, dev, max_len: int) -> float:
+def dev_bleu(model, tokenizer, dev, max_len: int, profile: families.Profile | None = None) -> float:
     """Corpus BLEU of greedy translations of the dev set, against all its references."""
     model.eval()
-    hyps = HFTranslator(model, tokenizer).best_translations(list(dev.source), max_len=max_len)
+    hyps = HFTranslator(model, tokenizer, profile=profile).best_translations(list(dev.source), max_len=max_len)
     model.train()
     return sacrebleu.corpus_bleu(hyps, reference_streams(dev)).score
 
 
 def current_dev_loss(run: Run) -> float:
     data = run.data
-    return dev_loss(run.raw, data.dev_pairs, data.dev_batches, data.pad, run.device, data.start, run.precision)
+    return dev_loss(run.raw, data.dev_pairs, data.dev_batches, data.pad, run.device, data.start, run.precision,
+                    data.profile.family == "causal")
 
 
 def with_bleu(run: Run, entry: dict) -> dict:
     if run.args.select_by == "bleu":
-        entry["dev_bleu"] = dev_bleu(run.raw, run.tokenizer, run.data.dev, run.args.max_len)
+        entry["dev_bleu"] = dev_bleu(run.raw, run.tokenizer, run.data.dev, run.args.max_len, run.data.profile)
     return entry
 
 
@@ -198,7 +216,7 @@ def train_step(run: Run, mine: list[list[int]]) -> tuple[float, int]:
     run.optimizer.zero_grad(set_to_none=True)
     loss_sum, tokens = 0.0, 0
     for i, indices in enumerate(mine):
-        batch, labels = collate(data.pairs, indices, data.pad, run.device, data.start)
+        batch, labels = collate(data.pairs, indices, data.pad, run.device, data.start, data.profile.family == "causal")
         # DDP averages the gradients over ranks once, in the backward pass of the last batch
         with model.no_sync() if run.world > 1 and i < len(mine) - 1 else contextlib.nullcontext():
             with autocast(run.device, run.precision):
@@ -252,6 +270,8 @@ def save_model(run: Run, started: float) -> dict:
                              run.objective.summary())
     with atomic_path(run.args.out) as tmp:
         models.save(run.raw, run.tokenizer, tmp)
+        if run.data.profile.family != "marian":  # a fine-tuned teacher is fed as before
+            run.data.profile.save(tmp)
         record.write(summary, tmp)
         run.objective.write(tmp)
     shutil.rmtree(checkpoint.path(run.args).parent, ignore_errors=True)
