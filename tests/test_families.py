@@ -185,3 +185,41 @@ def test_self_training_fine_tunes_a_teacher_of_each_family(family, imported, dat
     assert changed, "fine-tuning changed no weight"
     outputs = after.translate(labels.source[:2].tolist(), beam=2, nbest=2, max_len_a=1.2, max_len_b=5)
     assert [len(nbest) for nbest in outputs] == [2, 2] and all(math.isfinite(s) for nbest in outputs for _, s in nbest)
+
+
+def test_teacher_keys_are_checked_when_the_workflow_is_parsed(built, tmp_path):
+    """The config's teacher keys meet the same checks at parse time, the family read from config.json."""
+    from helpers import plan_of, tiny_config
+
+    config = tiny_config()
+    config["self_training"]["rounds"] = 1
+    config["student"].update(objectives=[], vocab_size=300)
+    config["teacher"].update(pretrained=str(built["nllb"]), src_lang="deu_Latn")
+    with pytest.raises(ValueError, match="config key teacher.tgt_lang: a nllb model needs it"):
+        plan_of(config)
+    config["teacher"].update(tgt_lang="eng_Latn", prompt="{source}")
+    with pytest.raises(ValueError, match="config key teacher.prompt: a nllb model does not use it"):
+        plan_of(config)
+    config["teacher"].update(prompt="", family="t5")
+    with pytest.raises(ValueError, match="config key teacher.source_prefix: a t5 model needs it"):
+        plan_of(config)
+    config["teacher"].update(pretrained="org/not-cached-here", family="auto")
+    with pytest.raises(ValueError, match="config key teacher.family: auto cannot tell the family of 'org/not-cached-here'"):
+        plan_of(config)
+    config = tiny_config()
+    config["teacher"]["src_lang"] = "deu_Latn"
+    with pytest.raises(ValueError, match="config key teacher.src_lang: the teacher trained here"):
+        plan_of(config)
+    config = tiny_config()  # a multi-target Marian teacher: word-level KD would feed it unprefixed sources
+    config["teacher"].update(pretrained="org/opus-mt-en-mul", family="marian", source_prefix=">>deu<< ")
+    with pytest.raises(ValueError, match=r"config key student.objectives\[0\] \(wordkd\): word_kd .* lack teacher.source_prefix"):
+        plan_of(config)
+    config = tiny_config()
+    config["decode"]["sampling"] = {"temperature": 0.7}
+    with pytest.raises(ValueError, match="config key decode.sampling: decode.search is beam"):
+        plan_of(config)
+    config["decode"]["search"] = "sample"
+    assert "--search sample --seed 1 --temperature 0.7" in plan_of(config).search_options()
+    config["scorers"].append({"name": "opus", "kind": "lm", "model": "/models/gpt2", "src_lang": "de"})
+    with pytest.raises(ValueError, match=r"config key scorers\[7\].src_lang \(opus\): kind lm does not use it"):
+        plan_of(config)

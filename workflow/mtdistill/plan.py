@@ -494,6 +494,7 @@ class Plan(Layout):
                                  " so bitext only")
         self.check_students()
         self.check_teacher()
+        self.search_options()  # decode.sampling without decode.search sample is refused
         mbr = [s for s in self.student_strategies() | {self.config["self_training"]["labels"]}
                if "mbr" in STRATEGIES[s].inputs]
         if mbr and not self.mbr_scorers:
@@ -517,6 +518,13 @@ class Plan(Layout):
         supports yet."""
         family = self.teacher_profile.family
         if family == "marian":
+            if self.teacher_profile.source_prefix:
+                for i, entry in enumerate(self.config["student"]["objectives"]):
+                    expanded = objectives.expand(entry)
+                    if objectives.OBJECTIVES[expanded["objective"]].needs_teacher_vocabulary:
+                        raise ValueError(f"config key student.objectives[{i}] ({expanded['name']}): {expanded['objective']}"
+                                         " gives the teacher the student's source tokens, which lack teacher.source_prefix;"
+                                         " not supported yet")
             return
         for helper in ("r2l", "backward", "lm"):
             if self.config[helper].get("init_from_teacher"):
