@@ -45,6 +45,10 @@ def family_config(family: str, teacher: str) -> dict:
         scorers.append({"name": "llm", "kind": "causal_forced", "model": teacher, "batch_size": 8, **keys})
     config["scorers"] = scorers
     config["reranker"].update(tuners=["mira"], select=0, evaluations=3)
+    if family == "t5":  # the CTranslate2 conversion decodes, scores and evaluates (the prefix as Marian's)
+        config["backend"] = {"decode": "ctranslate2", "score": "ctranslate2", "evaluate": "ctranslate2"}
+    if family == "causal":  # the LLM's n-best lists drawn, not searched
+        config["decode"].update(search="sample", sampling={"temperature": 0.8})
     config["student"].update(systems=systems, objectives=[], vocab_size=300)
     return config
 
@@ -81,6 +85,9 @@ def test_end_to_end_with_a_pretrained_teacher(family, tmp_path, data_dir):
     assert l2r.score.map(math.isfinite).all() and (l2r.hypothesis.str.len() > 0).mean() > 0.5
     # forced decoding scores the teacher's hypotheses as its beam did (language token and prompt not counted)
     assert (abs(l2r.teacher_logprob_per_token - l2r.score) < 1e-3).mean() > 0.5
+    if family == "t5":
+        assert (results / "ct2" / "models" / "teacher" / "model.bin").is_file()
+        assert json.loads((results / "round0" / "eval" / "teacher.json").read_text())["backend"] == "ctranslate2"
     for system in systems:
         labels_vocab = json.loads((results / f"round{last}" / "students" / system / "config.json").read_text())["vocab_size"]
         assert labels_vocab <= 300

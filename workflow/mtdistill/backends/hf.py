@@ -91,7 +91,8 @@ class HFTranslator(Translator):
                 else inputs.shape[1]
             limit = min(max_len, int(max_len_a * source_len + max_len_b))
             if sampling is not None:
-                search = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p}
+                # top_k 0: nucleus sampling alone (generate's default, or the checkpoint's, would cut to a top-k)
+                search = {"do_sample": True, "temperature": sampling.temperature, "top_p": sampling.top_p, "top_k": 0}
             elif beam > 1:
                 search = {"num_beams": beam, "early_stopping": True, "length_penalty": 1.0, "output_scores": True,
                           "do_sample": False}

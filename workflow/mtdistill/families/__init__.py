@@ -284,7 +284,11 @@ def config_files(model: str | Path) -> tuple[dict, dict] | None:
 
 
 def detect(model: str | Path) -> str | None:
-    """The family of a model from its config.json (None when the config cannot be read without a download)."""
+    """The family of a model from its config.json (None when the config cannot be read without a download);
+    of a CTranslate2 conversion (mtdistill.ct2), the one its manifest records."""
+    manifest = Path(str(model)).expanduser() / "mtdistill_ct2.json"
+    if manifest.is_file():
+        return json.loads(manifest.read_text()).get("family")
     files = config_files(model)
     if files is None:
         return None
