@@ -24,12 +24,7 @@ NEAR_TIE = 0.05  # per-token log-prob: two hypotheses this close are a tie a sea
 FORCED_TOLERANCE = 1e-3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CTranslate2 and torch share the cores
 
 
 @pytest.fixture(scope="module")

@@ -37,12 +37,7 @@ SEARCH = {"beam": 4, "nbest": 4, "batch_size": 16, "max_len_a": 1.2, "max_len_b"
 CAPPED = {**SEARCH, "max_len_a": 0.0, "max_len_b": 4}  # most outputs cut at the limit
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # CTranslate2 and torch share the cores
 
 
 @pytest.fixture(scope="module")
