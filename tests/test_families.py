@@ -223,3 +223,16 @@ def test_teacher_keys_are_checked_when_the_workflow_is_parsed(built, tmp_path):
     config["scorers"].append({"name": "opus", "kind": "lm", "model": "/models/gpt2", "src_lang": "de"})
     with pytest.raises(ValueError, match=r"config key scorers\[7\].src_lang \(opus\): kind lm does not use it"):
         plan_of(config)
+
+
+def test_an_output_is_scored_as_tokenized_after_its_prompt(built):
+    """After a plain prompt ending in "English:" the model writes " And ...": the output's tokens are those
+    of the prompt and output read together, not of the output alone."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(built["causal"])
+    codec = families.codec(tokenizer, families.Profile("causal", prompt="{source}\nEnglish:"))
+    prompt = codec.source_ids(["Und Gott sprach"], 256)[0]
+    target = codec.target_ids(["And God said"], 256)[0]
+    assert prompt + target[:-1] == tokenizer("Und Gott sprach\nEnglish: And God said")["input_ids"]
+    assert target[-1] == tokenizer.eos_token_id and codec.text(target) == "And God said"

@@ -16,6 +16,7 @@ Families are a registry (`FAMILIES`): an extension registers a `Family` with its
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -188,22 +189,38 @@ class CausalCodec(Codec):
             raise InputError(f"config key teacher.prompt: {err!r}: placeholders are {{source}}, {{src_lang}},"
                              " {tgt_lang} (write {{ and }} for braces)") from None
 
+    def rendered(self, texts: list[str]) -> list[str]:
+        """The prompt of each source as the model reads it: formatted, and inside the chat template's user turn."""
+        prompts = [self.prompt_text(t) for t in texts]
+        if not self.profile.chat_template:
+            return prompts
+        return [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
+                                                   add_generation_prompt=True) for p in prompts]
+
     def source_ids(self, texts, max_len):
         """Prompt ids; the source inside is cut to `max_len` tokens, the prompt around it never."""
         cut = [self.tokenizer.decode(ids[:max_len]) if len(ids) > max_len else t
                for t, ids in zip(texts, self.tokenizer(texts, add_special_tokens=False)["input_ids"])]
-        prompts = [self.prompt_text(t) for t in cut]
-        if self.profile.chat_template:
-            rendered = [self.tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                                           add_generation_prompt=True) for p in prompts]
-            return self.tokenizer(rendered, add_special_tokens=False)["input_ids"]
-        return self.tokenizer(prompts)["input_ids"]
+        # a chat template writes its own BOS; a plain prompt gets the tokenizer's
+        return self.tokenizer(self.rendered(cut), add_special_tokens=not self.profile.chat_template)["input_ids"]
+
+    @functools.cached_property
+    def prompt_tail(self) -> str:
+        """What every prompt ends with after its source: the text an output continues."""
+        return self.rendered([self.PROBE])[0].split(self.PROBE)[-1]
 
     def target_ids(self, texts, max_len, reverse=False):
+        """An output's tokens as the model wrote them after its prompt: tokenized after the prompt's tail
+        (BPE merges a word with the space before it, which `text` strips), then the first stop token."""
         if reverse:
             raise InputError("a causal teacher has no right-to-left form")
-        end = self._stops[0]
-        return [[*ids[: max_len - 1], end] for ids in self.tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        tail = self.prompt_tail
+        joiner = " " if tail and not tail[-1].isspace() else ""
+        tail_ids = self.tokenizer(tail, add_special_tokens=False)["input_ids"]
+        joined = self.tokenizer([tail + joiner + t for t in texts], add_special_tokens=False)["input_ids"]
+        alone = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
+        ids = [j[len(tail_ids):] if j[: len(tail_ids)] == tail_ids else a for j, a in zip(joined, alone)]
+        return [[*seq[: max_len - 1], self._stops[0]] for seq in ids]
 
     @property
     def stop_ids(self):
