@@ -32,6 +32,21 @@ def cli_options(values: dict) -> str:
     return " ".join(f"--{key.replace('_', '-')} {value}" for key, value in values.items())
 
 
+def quoted_options(values: dict) -> str:
+    """Command-line options of config values that may hold any text (a prompt, a stop token): shell-quoted;
+    true is a bare flag, a list several values, an empty or false value no option."""
+    options = []
+    for key, value in values.items():
+        flag = f"--{key.replace('_', '-')}"
+        if value is True:
+            options.append(flag)
+        elif isinstance(value, (list, tuple)) and value:
+            options.append(f"{flag} {' '.join(map(shlex.quote, value))}")
+        elif isinstance(value, str) and value:
+            options.append(f"{flag} {shlex.quote(value)}")
+    return " ".join(options)
+
+
 def external_name(model: str) -> str:
     """A path or Hugging Face id from the config, as a directory name under results/ct2/external."""
     return re.sub(r"[^A-Za-z0-9]+", "_", model).strip("_")
@@ -182,14 +197,7 @@ class Layout:
     def teacher_import_options(self) -> str:
         """The pretrained teacher's family and language keys, as import_teacher saves them beside it."""
         profile = self.teacher_profile
-        keys = {key: value for key, value in profile.given().items() if key not in ("stop", "chat_template")}
-        options = " ".join([f"--family {profile.family}",
-                            *(f"--{key.replace('_', '-')} {shlex.quote(value)}" for key, value in keys.items())])
-        if profile.chat_template:
-            options += " --chat-template"
-        if profile.stop:
-            options += " --stop " + " ".join(shlex.quote(token) for token in profile.stop)
-        return options
+        return f"--family {profile.family} {quoted_options(profile.given())}".strip()
 
     def search_options(self) -> str:
         """decode.search: the beam's n-best lists, or seeded draws with decode.sampling's settings."""
@@ -336,20 +344,14 @@ class Layout:
         return inputs
 
     def scorer_model_option(self, round, scorer: str) -> str:
-        """--model (and --encoder) for scorers that name one, and the backend of seq2seq kinds."""
+        """--model for scorers that name one, the optional keys their kind reads (encoder, languages, prompt),
+        and the backend of seq2seq kinds."""
         settings = self.scorers[scorer]
-        options = [f"--{key} {shlex.quote(self.scorer_model(round, scorer))}" for key in ("model",) if settings.get(key)]
-        for key in OPTIONAL_KEYS:
-            value = settings.get(key)
-            if value is True:
-                options.append(f"--{key.replace('_', '-')}")
-            elif isinstance(value, list) and value:
-                options.append(f"--{key.replace('_', '-')} {' '.join(map(shlex.quote, value))}")
-            elif isinstance(value, str) and value:
-                options.append(f"--{key.replace('_', '-')} {shlex.quote(value)}")
+        options = [f"--model {shlex.quote(self.scorer_model(round, scorer))}"] if settings.get("model") else []
+        options.append(quoted_options({key: settings[key] for key in OPTIONAL_KEYS if key in settings}))
         if KINDS[settings["kind"]].seq2seq:
             options.append(self.backend_option("score"))
-        return " ".join(options)
+        return " ".join(option for option in options if option)
 
     def reranker_inputs(self, round) -> dict:
         inputs = {}

@@ -518,13 +518,11 @@ class Plan(Layout):
         supports yet."""
         family = self.teacher_profile.family
         if family == "marian":
-            if self.teacher_profile.source_prefix:
-                for i, entry in enumerate(self.config["student"]["objectives"]):
-                    expanded = objectives.expand(entry)
-                    if objectives.OBJECTIVES[expanded["objective"]].needs_teacher_vocabulary:
-                        raise ValueError(f"config key student.objectives[{i}] ({expanded['name']}): {expanded['objective']}"
-                                         " gives the teacher the student's source tokens, which lack teacher.source_prefix;"
-                                         " not supported yet")
+            token_level = self.teacher_vocabulary_objectives()
+            if self.teacher_profile.source_prefix and token_level:
+                i, _, entry = token_level[0]
+                raise ValueError(f"config key student.objectives[{i}] ({entry['name']}): {entry['objective']} gives the"
+                                 " teacher the student's source tokens, which lack teacher.source_prefix; not supported yet")
             return
         for helper in ("r2l", "backward", "lm"):
             if self.config[helper].get("init_from_teacher"):
@@ -578,10 +576,16 @@ class Plan(Layout):
             raise ValueError(f"config key student.init: {student['init']} copies the teacher's embeddings and layers,"
                              f" which needs its vocabulary, but the students have their own ({self.vocabulary_reason()});"
                              " set none")
-        for i, entry in enumerate(student["objectives"]):
-            expanded = objectives.expand(entry)
-            if objectives.OBJECTIVES[expanded["objective"]].needs_teacher_vocabulary:
-                key = "objective" if "objective" in entry else "recipe"
-                raise ValueError(f"config key student.objectives[{i}].{key} ({expanded['name']}): {expanded['objective']}"
-                                 " compares the student's next-token distributions with the teacher's, which needs"
-                                 f" the teacher's vocabulary, but the students have their own ({self.vocabulary_reason()})")
+        token_level = self.teacher_vocabulary_objectives()
+        if token_level:
+            i, key, entry = token_level[0]
+            raise ValueError(f"config key student.objectives[{i}].{key} ({entry['name']}): {entry['objective']}"
+                             " compares the student's next-token distributions with the teacher's, which needs"
+                             f" the teacher's vocabulary, but the students have their own ({self.vocabulary_reason()})")
+
+    def teacher_vocabulary_objectives(self) -> list[tuple[int, str, dict]]:
+        """(index, the key that names the objective, the expanded entry) of the student.objectives entries whose
+        objective needs the teacher's vocabulary (token-level KD)."""
+        return [(i, "objective" if "objective" in entry else "recipe", expanded)
+                for i, entry in enumerate(self.config["student"]["objectives"])
+                if objectives.OBJECTIVES[(expanded := objectives.expand(entry))["objective"]].needs_teacher_vocabulary]

@@ -14,10 +14,10 @@ if config["teacher"]["pretrained"]:
             **job_resources("import_teacher"),
         params:
             pretrained=config["teacher"]["pretrained"],
-            family=teacher_import_options,
+            profile=teacher_import_options,
         shell:
             "python -m mtdistill.import_teacher --pretrained {params.pretrained:q}"
-            " {params.family} --out {output} > {log} 2>&1"
+            " {params.profile} --out {output} > {log} 2>&1"
 
 else:
 

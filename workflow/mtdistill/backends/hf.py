@@ -16,7 +16,7 @@ import torch
 from tqdm import tqdm
 
 from .. import families, models
-from ..core.tokens import length_batches, pad_batch, reverse_tokens
+from ..core.tokens import length_batches, pad_batch, prompted_batch, reverse_tokens
 from . import Sampling, Translator
 
 
@@ -127,22 +127,22 @@ class HFTranslator(Translator):
         model, codec = self.model, self.codec
         device = next(model.parameters()).device
         if codec.causal:
-            inputs, mask = padded([s + t for s, t in zip(source_ids, target_ids)], codec.pad_id, device)
-            labels = torch.full_like(inputs, -100)
-            for row, (s, t) in enumerate(zip(source_ids, target_ids)):
-                labels[row, len(s) : len(s) + len(t)] = torch.tensor(t)
-            logits = model(input_ids=inputs, attention_mask=mask).logits[:, :-1]
-            labels = labels[:, 1:]
+            inputs, mask, labels = prompted_batch(source_ids, target_ids, codec.pad_id, device)
+            logits = model(input_ids=inputs, attention_mask=mask).logits
             return sequence_logprobs(logits, labels.clamp(min=0), labels != -100)
-        pad = codec.pad_id
-        enc, mask = padded(source_ids, pad, device)
+        enc, mask = padded(source_ids, codec.pad_id, device)
+        return self.target_logprobs(target_ids, input_ids=enc, attention_mask=mask)
+
+    def target_logprobs(self, target_ids: list[list[int]], **encoder_inputs) -> list[tuple[float, int]]:
+        """A seq2seq model's (sum log-prob, token count) of each target id sequence, read after the start token
+        and the forced prefix, given `encoder_inputs` (input ids, or encoder outputs, and the attention mask)."""
+        device = next(self.model.parameters()).device
         labels = pad_batch(target_ids, -100, device)
         prefix = self.start_ids(len(target_ids), device)
-        logits = model(input_ids=enc, attention_mask=mask,
-                       decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1)).logits
-        logits = logits[:, prefix.shape[1] - 1 :]
-        if codec.masks_pad:
-            logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
+        logits = self.model(**encoder_inputs, decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1)
+                            ).logits[:, prefix.shape[1] - 1 :]
+        if self.codec.masks_pad:
+            logits[..., self.codec.pad_id] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
         return sequence_logprobs(logits, labels.clamp(min=0), labels != -100)
 
     @torch.no_grad()
@@ -158,7 +158,6 @@ class HFTranslator(Translator):
         own, with a retrieval too (it mixes into decoding only)."""
         model, codec = self.model, self.codec
         device = next(model.parameters()).device
-        pad = codec.pad_id
         results = []
         for start in tqdm(range(0, len(inputs), batch_size), desc="score", mininterval=30):
             src = codec.source_ids(inputs[start : start + batch_size], max_len)
@@ -168,18 +167,10 @@ class HFTranslator(Translator):
             if codec.causal:
                 results.extend(self.scored_ids([src[i] for i in owner], targets))
                 continue
-            enc, mask = padded(src, pad, device)
+            enc, mask = padded(src, codec.pad_id, device)
             encoded = model.get_encoder()(input_ids=enc, attention_mask=mask).last_hidden_state
             rows = torch.tensor(owner, device=device, dtype=torch.long)
-            labels = pad_batch(targets, -100, device)
-            prefix = self.start_ids(len(targets), device)
-            logits = model(
-                encoder_outputs=(encoded[rows],), attention_mask=mask[rows],
-                decoder_input_ids=torch.cat([prefix, labels[:, :-1].clamp(min=0)], 1),
-            ).logits[:, prefix.shape[1] - 1 :]
-            if codec.masks_pad:
-                logits[..., pad] = float("-inf")  # <pad> is never a real output (matches CTranslate2)
-            results.extend(sequence_logprobs(logits, labels.clamp(min=0), labels != -100))
+            results.extend(self.target_logprobs(targets, encoder_outputs=(encoded[rows],), attention_mask=mask[rows]))
         return results
 
 

@@ -34,6 +34,21 @@ def pad_batch(sequences: list[list[int]], value: int, device) -> torch.Tensor:
     return torch.nn.utils.rnn.pad_sequence([torch.tensor(s) for s in sequences], batch_first=True, padding_value=value).to(device)
 
 
+def prompted_batch(prompts: list[list[int]], continuations: list[list[int]], pad: int, device):
+    """A causal LM's batch of prompt + continuation sequences, right-padded: input ids, attention mask and
+    labels aligned with the logits (each position predicts the next token), -100 but on the continuation."""
+    sequences = [p + c for p, c in zip(prompts, continuations)]
+    width = max(map(len, sequences)) - 1
+    input_ids = torch.full((len(sequences), width), pad, dtype=torch.long)
+    mask = torch.zeros_like(input_ids)
+    labels = torch.full_like(input_ids, -100)
+    for row, (prompt, seq) in enumerate(zip(prompts, sequences)):
+        input_ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
+        mask[row, : len(seq) - 1] = 1
+        labels[row, len(prompt) - 1 : len(seq) - 1] = torch.tensor(seq[len(prompt) :])
+    return input_ids.to(device), mask.to(device), labels.to(device)
+
+
 def shift_right(labels: torch.Tensor, start: int, pad: int) -> torch.Tensor:
     """Decoder inputs of teacher forcing: the start token, then the labels but the last, -100 as `pad`."""
     previous = labels[:, :-1].masked_fill(labels[:, :-1] == -100, pad)

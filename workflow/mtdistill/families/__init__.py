@@ -118,14 +118,14 @@ class Codec:
 class LanguageCodec(Codec):
     """NLLB, M2M100, mBART-50: `[src_lang] source </s>` in, `</s> [tgt_lang]` forced as the decoder's start."""
 
-    def __init__(self, tokenizer, profile: Profile, token_format: str = "{}"):
+    def __init__(self, tokenizer, profile: Profile):
         super().__init__(tokenizer, profile)
-        self.source_token = self.language_id("src_lang", token_format)
-        self.target_token = self.language_id("tgt_lang", token_format)
+        self.source_token = self.language_id("src_lang")
+        self.target_token = self.language_id("tgt_lang")
 
-    def language_id(self, key: str, token_format: str) -> int:
+    def language_id(self, key: str) -> int:
         code = getattr(self.profile, key)
-        token = token_format.format(code)
+        token = FAMILIES[self.profile.family].token_format.format(code)
         token_id = self.tokenizer.convert_tokens_to_ids(token)
         if token_id is None or token_id == self.tokenizer.unk_token_id:
             standard = {self.tokenizer.bos_token, self.tokenizer.eos_token, self.tokenizer.pad_token,
@@ -237,11 +237,6 @@ class Family:
     model_types: tuple[str, ...] = ()
     token_format: str = "{}"  # language families: how a code is written as its token
 
-    def make_codec(self, tokenizer, profile: Profile) -> Codec:
-        if self.codec is LanguageCodec:
-            return LanguageCodec(tokenizer, profile, self.token_format)
-        return self.codec(tokenizer, profile)
-
 
 FAMILIES: Registry[Family] = Registry("families")
 LANGUAGES = ("src_lang", "tgt_lang")
@@ -261,7 +256,7 @@ FAMILIES.add("causal", Family("decoder-only LMs (Llama, Gemma, Tower, EuroLLM, Q
 
 def codec(tokenizer, profile: Profile | None = None) -> Codec:
     profile = profile or Profile()
-    return FAMILIES[profile.family].make_codec(tokenizer, profile)
+    return FAMILIES[profile.family].codec(tokenizer, profile)
 
 
 def check(profile: Profile, where: str = "teacher") -> None:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.io import InputError
-from ..core.tokens import reverse_tokens, shift_right
+from ..core.tokens import prompted_batch, reverse_tokens, shift_right
 
 
 def encode(tokenizer, sources: list[str], targets: list[str], max_len: int, direction: str = "l2r",
@@ -55,17 +55,9 @@ def collate(pairs, indices, pad: int, device: torch.device, start: int | None = 
     """Padded model inputs and labels; `start` is the decoder start token (default <pad>, Marian's). With
     `causal`, the pairs are (prompt, continuation) of a causal LM: one sequence, only the continuation scored."""
     if causal:
-        sequences = [pairs[i][0] + pairs[i][1] for i in indices]
-        width = max(map(len, sequences)) - 1
-        input_ids = torch.full((len(indices), width), pad, dtype=torch.long)
-        labels = torch.full((len(indices), width), -100, dtype=torch.long)
-        for row, (i, seq) in enumerate(zip(indices, sequences)):
-            input_ids[row, : len(seq) - 1] = torch.tensor(seq[:-1])
-            labels[row, len(pairs[i][0]) - 1 : len(seq) - 1] = torch.tensor(pairs[i][1])
-        mask = torch.zeros_like(input_ids)
-        for row, seq in enumerate(sequences):
-            mask[row, : len(seq) - 1] = 1
-        return {"input_ids": input_ids.to(device), "attention_mask": mask.to(device)}, labels.to(device)
+        input_ids, mask, labels = prompted_batch([pairs[i][0] for i in indices], [pairs[i][1] for i in indices], pad,
+                                                 device)
+        return {"input_ids": input_ids, "attention_mask": mask}, labels
     tgt = [torch.tensor(pairs[i][1]) for i in indices]
     labels = torch.nn.utils.rnn.pad_sequence(tgt, batch_first=True, padding_value=-100)
     shifted = shift_right(labels, pad if start is None else start, pad)

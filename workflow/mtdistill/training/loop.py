@@ -119,18 +119,17 @@ def training_data(args, tokenizer, model) -> Data:
         table = pd.concat([table, bitext.rename(columns={"target": args.label_column})[["source", args.label_column]]],
                           ignore_index=True)
     profile = init_profile(args)
+    codec = families.codec(tokenizer, profile)
     dev = read_table(args.dev)
     if profile.family == "marian":
         pairs = encode(tokenizer, list(table.source), list(table[args.label_column]), args.max_len, args.direction, args.task)
         dev_pairs = encode(tokenizer, list(dev.source), list(dev.target), args.max_len, args.direction, args.task)
     else:
-        codec = families.codec(tokenizer, profile)
         pairs = encode_family(codec, list(table.source), list(table[args.label_column]), args.max_len)
         dev_pairs = encode_family(codec, list(dev.source), list(dev.target), args.max_len)
     dev_batches = token_batches(dev_pairs, args.batch_tokens, np.random.default_rng(0))
     start = model.config.bos_token_id if args.task == "lm" else getattr(model.config, "decoder_start_token_id", None)
-    pad = families.codec(tokenizer, profile).pad_id
-    return Data(table, pairs, dev, dev_pairs, dev_batches, pad, start, profile)
+    return Data(table, pairs, dev, dev_pairs, dev_batches, codec.pad_id, start, profile)
 
 
 def plan_steps(args, pairs, group: int, world: int) -> None:
